@@ -1,0 +1,147 @@
+"""Wiring of the daemon: receiver, worker, scheduler and their clean shutdown.
+
+Start-up order matters: the inbox opens first (nothing can be acknowledged without it), the
+HTTP listener second (so Cobot's deliveries find a live receiver), and only then are the
+subscriptions reconciled. Shutdown runs in reverse: stop accepting, let in-flight requests
+and the current flush finish (bounded), close the clients, close the store. Whatever is not
+finished stays pending in the inbox and is processed on the next start.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import time
+from contextlib import AsyncExitStack, suppress
+
+from aiohttp import web
+
+from syncd.cobot import CobotClient
+from syncd.config import Settings
+from syncd.errors import SyncdError
+from syncd.health import FlowState, add_health_routes
+from syncd.metrics import Metrics
+from syncd.receiver import build_receiver_app, web_server_kwargs
+from syncd.scheduler import ScheduledJob, build_scheduler, every
+from syncd.sheets import SheetsWriter
+from syncd.store import Store
+from syncd.subscriptions import reconcile
+from syncd.worker import Worker
+
+log = logging.getLogger("syncd.daemon")
+
+#: How long shutdown waits for the current flush before leaving it to the next start.
+DRAIN_TIMEOUT_SECONDS = 30.0
+DONE_EVENT_RETENTION_SECONDS = 7 * 24 * 3600
+
+
+class ListenError(SyncdError):
+    """The receiver could not bind its address."""
+
+
+async def run_daemon(settings: Settings, stop: asyncio.Event | None = None) -> None:
+    """Run until SIGTERM/SIGINT (or ``stop``), then drain and return."""
+    stop = stop or asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    metrics = Metrics()
+    store = Store.open(settings.state_dir)
+    try:
+        async with AsyncExitStack() as stack:
+            cobot = await stack.enter_async_context(CobotClient(settings.cobot, metrics=metrics))
+            sheets = SheetsWriter(settings.google, metrics)
+            stack.callback(sheets.close)
+            worker = Worker(settings, store, cobot, sheets, metrics)
+            runners = await _start_http(settings, store, metrics, worker)
+            scheduler = build_scheduler(_jobs(settings, store, cobot), settings.timezone)
+            scheduler.start()
+            worker_task = asyncio.create_task(worker.run(stop), name="worker")
+            log.info(
+                "cobot-syncd is running: %d worksheet(s), %d event(s)",
+                len(settings.sheets),
+                len(settings.events),
+            )
+            try:
+                await stop.wait()
+                log.info("stopping: no new webhooks are accepted; finishing the current flush")
+            finally:
+                stop.set()
+                scheduler.shutdown(wait=False)
+                for runner in runners:
+                    await runner.cleanup()
+                await _drain(worker_task)
+    finally:
+        await store.close()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(sig)
+    log.info("stopped")
+
+
+async def _start_http(
+    settings: Settings, store: Store, metrics: Metrics, worker: Worker
+) -> list[web.AppRunner]:
+    app = build_receiver_app(settings, store, metrics, on_stored=worker.wake)
+    flow = FlowState(
+        last_write_at=lambda: worker.last_write_at,
+        last_error=lambda: worker.last_error,
+        started_at=time.time(),
+    )
+    health_app = app
+    if settings.health.listen is not None:
+        health_app = web.Application()
+    add_health_routes(health_app, settings.health, store, metrics, flow)
+    listeners = [(app, (settings.webhook.listen_host, settings.webhook.listen_port))]
+    if health_app is not app and settings.health.listen is not None:
+        listeners.append((health_app, settings.health.listen))
+    runners = []
+    for application, (host, port) in listeners:
+        runner = web.AppRunner(application, access_log=None, **web_server_kwargs())
+        await runner.setup()
+        try:
+            await web.TCPSite(runner, host, port).start()
+        except OSError as exc:
+            await runner.cleanup()
+            for started in runners:
+                await started.cleanup()
+            raise ListenError(
+                f"cannot listen on {host}:{port}: {exc.strerror or exc} (is "
+                f"another process using it? change webhook.listen)"
+            ) from None
+        log.info("listening on %s:%d", host, port)
+        runners.append(runner)
+    return runners
+
+
+def _jobs(settings: Settings, store: Store, cobot: CobotClient) -> list[ScheduledJob]:
+    async def check_subscriptions() -> None:
+        report = await reconcile(settings, cobot)
+        log.info("subscriptions: %s", report.summary())
+
+    async def prune() -> None:
+        await store.prune_done(DONE_EVENT_RETENTION_SECONDS)
+
+    return [
+        ScheduledJob(
+            "subscriptions",
+            check_subscriptions,
+            every(settings.sync.subscription_check_minutes),
+            run_at_start=True,
+        ),
+        ScheduledJob("prune-inbox", prune, every(60)),
+    ]
+
+
+async def _drain(worker_task: asyncio.Task[None]) -> None:
+    try:
+        await asyncio.wait_for(asyncio.shield(worker_task), DRAIN_TIMEOUT_SECONDS)
+    except TimeoutError:
+        log.warning(
+            "the current flush did not finish in %.0f s; its events stay pending and "
+            "are processed on the next start",
+            DRAIN_TIMEOUT_SECONDS,
+        )
+        worker_task.cancel()
+        with suppress(asyncio.CancelledError):
+            await worker_task

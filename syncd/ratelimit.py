@@ -1,0 +1,73 @@
+"""A shared request budget: at most N requests in any sliding window, urgent work first.
+
+Cobot (60/min per user) and Google Sheets (60 reads and 60 writes/min per user) count requests
+per minute. Every caller in the daemon that talks to one API draws from the same budget, so
+webhook fetches, re-syncs and backfills together never exceed the quota, and webhook work
+(``urgent=True``) is served before background work whenever both are waiting.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections import deque
+from collections.abc import Callable
+
+
+class RequestBudget:
+    def __init__(
+        self,
+        per_window: int,
+        window_seconds: float = 60.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        if per_window <= 0:
+            raise ValueError("per_window must be positive")
+        self.per_window = per_window
+        self.window = window_seconds
+        self._clock = clock
+        self._sent: deque[float] = deque()
+        self._paused_until = 0.0
+        self._urgent_waiting = 0
+        self._changed = asyncio.Event()
+
+    def _prune(self, now: float) -> None:
+        while self._sent and self._sent[0] <= now - self.window:
+            self._sent.popleft()
+
+    def delay(self) -> float:
+        """Seconds until one more request may be sent (0 when it may go now)."""
+        now = self._clock()
+        self._prune(now)
+        wait = max(0.0, self._paused_until - now)
+        if len(self._sent) >= self.per_window:
+            wait = max(wait, self._sent[0] + self.window - now)
+        return wait
+
+    async def acquire(self, urgent: bool = True) -> None:
+        """Wait for a slot and take it."""
+        if urgent:
+            self._urgent_waiting += 1
+        try:
+            while True:
+                wait = self.delay()
+                if wait <= 0 and (urgent or self._urgent_waiting == 0):
+                    self._sent.append(self._clock())
+                    return
+                self._changed.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._changed.wait(), timeout=max(wait, 0.05))
+        finally:
+            if urgent:
+                self._urgent_waiting -= 1
+                self._changed.set()
+
+    def pause_for(self, seconds: float) -> None:
+        """Hold every caller back, e.g. for the server's Retry-After after a 429."""
+        self._paused_until = max(self._paused_until, self._clock() + max(0.0, seconds))
+
+    @property
+    def used_in_window(self) -> int:
+        self._prune(self._clock())
+        return len(self._sent)

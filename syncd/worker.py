@@ -1,0 +1,321 @@
+"""The worker: drains the inbox in batches through fetch -> map -> write.
+
+One flush takes the due events, folds every event about one URL into one unit of work (one
+fetch, one row per worksheet), writes each worksheet's rows in one upsert, and only then marks
+the events done, in the same transaction that records each row's fingerprint. A crash at any
+point therefore leaves the events pending, and the retry finds the rows by URL instead of
+adding them twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import time
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from zoneinfo import ZoneInfo
+
+from syncd.cobot import CobotClient, Fetched
+from syncd.config import Settings, SheetSettings
+from syncd.errors import SyncdError
+from syncd.events import EVENTS, embedded_resource
+from syncd.mapping import Row, deletion_stamp, map_row, row_fingerprint
+from syncd.metrics import Metrics
+from syncd.resources import ResourceRef
+from syncd.sheets import SheetsWriter
+from syncd.store import InboxEvent, RowState, Store
+
+log = logging.getLogger("syncd.worker")
+
+RETRY_BASE_SECONDS = 5.0
+
+
+@dataclass
+class UrlWork:
+    """Everything one flush knows about one resource URL."""
+
+    ref: ResourceRef
+    events: list[InboxEvent]
+    sheets: list[SheetSettings]
+    #: The newest deletion event among them, if any: it wins over every update.
+    deletion: InboxEvent | None = None
+    fetched: Fetched | None = None
+    error: str | None = None
+
+    @property
+    def ids(self) -> list[int]:
+        return [event.id for event in self.events]
+
+
+@dataclass
+class SheetBatch:
+    """The rows one worksheet gets in this flush, and the events waiting on them."""
+
+    sheet: SheetSettings
+    rows: dict[str, Row] = field(default_factory=dict)
+    states: dict[str, RowState] = field(default_factory=dict)
+    unchanged: set[str] = field(default_factory=set)
+
+
+class Worker:
+    def __init__(
+        self,
+        settings: Settings,
+        store: Store,
+        cobot: CobotClient,
+        sheets: SheetsWriter,
+        metrics: Metrics,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.settings = settings
+        self.store = store
+        self.cobot = cobot
+        self.sheets = sheets
+        self.metrics = metrics
+        self.clock = clock
+        self.tz = ZoneInfo(settings.timezone)
+        self._wake = asyncio.Event()
+        self._arrivals = 0
+        self.last_write_at: float | None = None
+        self.last_error: str | None = None
+        self.last_error_at: float | None = None
+
+    # -- scheduling ------------------------------------------------------------------------
+
+    def wake(self) -> None:
+        """Called by the receiver after each commit; a full batch flushes at once."""
+        self._arrivals += 1
+        self._wake.set()
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Flush until ``stop`` is set; an in-flight flush always completes first."""
+        while not stop.is_set():
+            try:
+                await self._step(stop)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # a bug must not kill the daemon: log, back off, go on
+                log.exception("flush failed unexpectedly; retrying in 5 s")
+                self._record_error(f"flush failed: {type(exc).__name__}")
+                await _sleep_or_stop(stop, 5.0)
+
+    async def _step(self, stop: asyncio.Event) -> None:
+        batch_size = self.settings.sync.batch_size
+        events = await self.store.claim_due(batch_size, self.clock())
+        if not events:
+            next_due = await self.store.next_due_at()
+            await self._wait_for_work(stop, None if next_due is None else next_due - self.clock())
+            return
+        if len(events) < batch_size:
+            # Give a burst a moment to gather, so it costs one flush instead of many.
+            oldest = min(event.received_at for event in events)
+            remaining = oldest + self.settings.sync.flush_interval_seconds - self.clock()
+            if remaining > 0 and self._arrivals < batch_size:
+                await self._wait_for_work(stop, remaining, until_full=True)
+                return
+        self._arrivals = 0
+        await self.flush(events)
+
+    async def _wait_for_work(
+        self, stop: asyncio.Event, timeout: float | None, until_full: bool = False
+    ) -> None:
+        deadline = None if timeout is None else self.clock() + max(0.0, timeout)
+        while not stop.is_set():
+            remaining = None if deadline is None else deadline - self.clock()
+            if remaining is not None and remaining <= 0:
+                return
+            self._wake.clear()
+            waiters = [asyncio.ensure_future(self._wake.wait()), asyncio.ensure_future(stop.wait())]
+            try:
+                await asyncio.wait(waiters, timeout=remaining, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                for waiter in waiters:
+                    waiter.cancel()
+            if not until_full or self._arrivals >= self.settings.sync.batch_size:
+                return
+
+    # -- one flush ------------------------------------------------------------------------
+
+    async def flush(self, events: list[InboxEvent]) -> None:
+        """Process one batch of due events end to end."""
+        started = time.monotonic()
+        works, unmapped = self._group(events)
+        if unmapped:
+            log.info("%d event(s) concern no configured worksheet; marked done", len(unmapped))
+            await self.store.complete([event.id for event in unmapped])
+        works = self._limit_fetches(works)
+        await self._fetch_all(works)
+        failed = [work for work in works if work.error is not None]
+        ready = [work for work in works if work.error is None]
+        batches = await self._build_batches(ready)
+        done_ids, states, write_failures = await self._write_all(batches, ready)
+        if done_ids:
+            await self.store.complete(done_ids, states)
+        for work in failed:
+            await self._retry_later(work.events, work.error or "fetch failed", "fetch")
+        for error, failed_events in write_failures:
+            await self._retry_later(failed_events, error, "write")
+        if done_ids:
+            self.last_write_at = self.clock()
+        log.info(
+            "flush: %d event(s) for %d URL(s): %d done, %d to retry (%.2f s)",
+            len(events),
+            len(works),
+            len(done_ids),
+            len(events) - len(unmapped) - len(done_ids),
+            time.monotonic() - started,
+        )
+
+    def _group(self, events: Iterable[InboxEvent]) -> tuple[list[UrlWork], list[InboxEvent]]:
+        by_url: dict[str, UrlWork] = {}
+        unmapped: list[InboxEvent] = []
+        for event in events:
+            sheets = self.settings.sheets_for(event.event, event.kind)
+            if not sheets:
+                log.warning(
+                    "event %s about a %s is not mapped to any worksheet", event.event, event.kind
+                )
+                unmapped.append(event)
+                continue
+            work = by_url.get(event.url)
+            if work is None:
+                ref = ResourceRef(kind=event.kind, id=event.url.rsplit("/", 1)[-1], url=event.url)
+                work = by_url[event.url] = UrlWork(ref=ref, events=[], sheets=[])
+            work.events.append(event)
+            work.sheets.extend(s for s in sheets if s not in work.sheets)
+            if EVENTS[event.event].deletion and (
+                work.deletion is None or event.id > work.deletion.id
+            ):
+                work.deletion = event
+        return list(by_url.values()), unmapped
+
+    def _limit_fetches(self, works: list[UrlWork]) -> list[UrlWork]:
+        """Keep one flush to about ten seconds of the Cobot budget; the rest waits its turn.
+
+        Without this a burst of hundreds of URLs would hold every row back until the last
+        fetch returned, minutes later under Cobot's 60/min limit.
+        """
+        limit = max(
+            self.settings.sync.fetch_concurrency, self.settings.cobot.requests_per_minute // 6
+        )
+        kept, fetches = [], 0
+        for work in works:
+            if work.deletion is None:
+                if fetches >= limit:
+                    continue
+                fetches += 1
+            kept.append(work)
+        return kept
+
+    async def _fetch_all(self, works: list[UrlWork]) -> None:
+        semaphore = asyncio.Semaphore(self.settings.sync.fetch_concurrency)
+
+        async def fetch(work: UrlWork) -> None:
+            async with semaphore:
+                try:
+                    work.fetched = await self.cobot.fetch(work.ref)
+                except SyncdError as exc:
+                    work.error = str(exc)
+
+        await asyncio.gather(*(fetch(w) for w in works if w.deletion is None))
+
+    async def _build_batches(self, works: list[UrlWork]) -> dict[str, SheetBatch]:
+        batches: dict[str, SheetBatch] = {}
+        for sheet in self.settings.sheets:
+            urls = [w.ref.url for w in works if sheet in w.sheets]
+            if not urls:
+                continue
+            known = await self.store.row_states(sheet.title, urls)
+            batch = batches[sheet.title] = SheetBatch(sheet)
+            for work in works:
+                if sheet in work.sheets:
+                    self._add_row(batch, work, known.get(work.ref.url))
+        return batches
+
+    def _add_row(self, batch: SheetBatch, work: UrlWork, known: RowState | None) -> None:
+        """Decide the cells of one row; an unchanged row is only re-created if missing."""
+        sheet, url = batch.sheet, work.ref.url
+        deleted_at = known.deleted_at if known else None
+        resource: dict | None = None
+        if work.deletion is not None:
+            resource = embedded_resource(EVENTS[work.deletion.event], work.deletion.body)
+            deleted_at = deleted_at or deletion_stamp(
+                datetime.fromtimestamp(work.deletion.received_at, UTC)
+            )
+        elif work.fetched is not None and work.fetched.status == "gone":
+            deleted_at = deleted_at or deletion_stamp(datetime.fromtimestamp(self.clock(), UTC))
+        elif work.fetched is not None:
+            resource = work.fetched.data
+        row: Row = map_row(resource, sheet, self.tz) if resource is not None else {}
+        row[sheet.deleted_column] = deleted_at or ""
+        row[sheet.key_column] = url
+        fingerprint = row_fingerprint(row)
+        if known is not None and known.fingerprint == fingerprint:
+            batch.unchanged.add(url)
+        batch.rows[url] = row
+        batch.states[url] = RowState(fingerprint=fingerprint, deleted_at=deleted_at)
+
+    async def _write_all(
+        self, batches: Mapping[str, SheetBatch], works: list[UrlWork]
+    ) -> tuple[list[int], dict[str, dict[str, RowState]], list[tuple[str, list[InboxEvent]]]]:
+        written: set[tuple[str, str]] = set()
+        states: dict[str, dict[str, RowState]] = {}
+        errors: dict[str, str] = {}
+        for title, batch in batches.items():
+            try:
+                await self.sheets.upsert(batch.sheet, batch.rows, only_if_missing=batch.unchanged)
+            except SyncdError as exc:
+                errors[title] = str(exc)
+                log.warning("writing %s failed: %s", title, exc)
+                continue
+            self.metrics.events_processed.inc(
+                sum(1 for w in works if batch.sheet in w.sheets for _ in w.events), sheet=title
+            )
+            states[title] = batch.states
+            written.update((title, url) for url in batch.rows)
+        done: list[int] = []
+        failures: dict[str, list[InboxEvent]] = defaultdict(list)
+        for work in works:
+            missing = [s.title for s in work.sheets if (s.title, work.ref.url) not in written]
+            if missing:
+                failures[errors[missing[0]]].extend(work.events)
+            else:
+                done.extend(work.ids)
+        return done, states, list(failures.items())
+
+    async def _retry_later(self, events: list[InboxEvent], error: str, stage: str) -> None:
+        """Back off exponentially with jitter; give up into the dead-letter state at the end."""
+        self._record_error(error)
+        self.metrics.events_failed.inc(len(events), stage=stage)
+        give_up = [e.id for e in events if e.attempts + 1 >= self.settings.sync.max_attempts]
+        retry = [e for e in events if e.id not in set(give_up)]
+        if give_up:
+            self.metrics.events_dead_lettered.inc(len(give_up))
+            log.error(
+                "%d event(s) dead-lettered after %d attempts: %s (see `syncd status`, "
+                "`syncd replay`)",
+                len(give_up),
+                self.settings.sync.max_attempts,
+                error,
+            )
+            await self.store.dead_letter(give_up, error)
+        by_attempt: dict[int, list[int]] = defaultdict(list)
+        for event in retry:
+            by_attempt[event.attempts].append(event.id)
+        for attempts, ids in by_attempt.items():
+            delay = min(self.settings.sync.retry_max_seconds, RETRY_BASE_SECONDS * 2**attempts)
+            delay *= random.uniform(0.5, 1.0)
+            await self.store.reschedule(ids, error, self.clock() + delay)
+
+    def _record_error(self, error: str) -> None:
+        self.last_error, self.last_error_at = error, self.clock()
+
+
+async def _sleep_or_stop(stop: asyncio.Event, seconds: float) -> None:
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(stop.wait(), timeout=seconds)
