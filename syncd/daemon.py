@@ -22,7 +22,8 @@ from syncd.config import Settings
 from syncd.errors import SyncdError
 from syncd.health import FlowState, add_health_routes
 from syncd.metrics import Metrics
-from syncd.receiver import build_receiver_app, web_server_kwargs
+from syncd.notify import SystemdNotifier, watchdog_loop
+from syncd.receiver import build_receiver_app, web_server_kwargs, web_site_kwargs
 from syncd.scheduler import ScheduledJob, build_scheduler, every
 from syncd.sheets import SheetsWriter
 from syncd.store import Store
@@ -48,6 +49,7 @@ async def run_daemon(settings: Settings, stop: asyncio.Event | None = None) -> N
         loop.add_signal_handler(sig, stop.set)
     metrics = Metrics()
     store = Store.open(settings.state_dir)
+    notifier = SystemdNotifier()
     try:
         async with AsyncExitStack() as stack:
             cobot = await stack.enter_async_context(CobotClient(settings.cobot, metrics=metrics))
@@ -58,22 +60,29 @@ async def run_daemon(settings: Settings, stop: asyncio.Event | None = None) -> N
             scheduler = build_scheduler(_jobs(settings, store, cobot), settings.timezone)
             scheduler.start()
             worker_task = asyncio.create_task(worker.run(stop), name="worker")
-            log.info(
-                "cobot-syncd is running: %d worksheet(s), %d event(s)",
-                len(settings.sheets),
-                len(settings.events),
-            )
+            summary = f"{len(settings.sheets)} worksheet(s), {len(settings.events)} event(s)"
+            log.info("cobot-syncd is running: %s", summary)
+            notifier.ready(f"serving webhooks; {summary}")
+
+            async def healthy() -> bool:
+                await store.stats()
+                return not worker_task.done()
+
+            watchdog = asyncio.create_task(watchdog_loop(notifier, healthy, stop))
             try:
                 await stop.wait()
                 log.info("stopping: no new webhooks are accepted; finishing the current flush")
             finally:
                 stop.set()
+                notifier.stopping("draining the current flush")
                 scheduler.shutdown(wait=False)
                 for runner in runners:
                     await runner.cleanup()
                 await _drain(worker_task)
+                watchdog.cancel()
     finally:
         await store.close()
+        notifier.close()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(sig)
     log.info("stopped")
@@ -97,10 +106,10 @@ async def _start_http(
         listeners.append((health_app, settings.health.listen))
     runners = []
     for application, (host, port) in listeners:
-        runner = web.AppRunner(application, access_log=None, **web_server_kwargs())
+        runner = web.AppRunner(application, **web_server_kwargs())
         await runner.setup()
         try:
-            await web.TCPSite(runner, host, port).start()
+            await web.TCPSite(runner, host, port, **web_site_kwargs()).start()
         except OSError as exc:
             await runner.cleanup()
             for started in runners:

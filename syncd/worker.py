@@ -33,6 +33,9 @@ from syncd.store import InboxEvent, RowState, Store
 log = logging.getLogger("syncd.worker")
 
 RETRY_BASE_SECONDS = 5.0
+#: An idle worker still looks at the inbox this often, to notice events that another process
+#: (``syncd replay``, a backfill) made due without waking it.
+IDLE_POLL_SECONDS = 5.0
 
 
 @dataclass
@@ -109,7 +112,8 @@ class Worker:
         events = await self.store.claim_due(batch_size, self.clock())
         if not events:
             next_due = await self.store.next_due_at()
-            await self._wait_for_work(stop, None if next_due is None else next_due - self.clock())
+            wait = IDLE_POLL_SECONDS if next_due is None else next_due - self.clock()
+            await self._wait_for_work(stop, min(wait, IDLE_POLL_SECONDS))
             return
         if len(events) < batch_size:
             # Give a burst a moment to gather, so it costs one flush instead of many.
@@ -122,12 +126,12 @@ class Worker:
         await self.flush(events)
 
     async def _wait_for_work(
-        self, stop: asyncio.Event, timeout: float | None, until_full: bool = False
+        self, stop: asyncio.Event, timeout: float, until_full: bool = False
     ) -> None:
-        deadline = None if timeout is None else self.clock() + max(0.0, timeout)
+        deadline = self.clock() + max(0.0, timeout)
         while not stop.is_set():
-            remaining = None if deadline is None else deadline - self.clock()
-            if remaining is not None and remaining <= 0:
+            remaining = deadline - self.clock()
+            if remaining <= 0:
                 return
             self._wake.clear()
             waiters = [asyncio.ensure_future(self._wake.wait()), asyncio.ensure_future(stop.wait())]

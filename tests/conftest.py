@@ -1,1 +1,1 @@
-pytest_plugins = ["tests.fixtures_cobot", "tests.fixtures_sheets"]
+pytest_plugins = ["tests.fixtures_cobot", "tests.fixtures_sheets", "tests.fixtures_daemon"]
