@@ -182,6 +182,44 @@ SCHEMA: Section = {
             "logformat", "text (readable) or json (one object per line).", default="text"
         ),
     },
+    "resync": {
+        "full_schedule": Key(
+            "cron",
+            "Cron schedule (minute hour day month weekday, in `timezone`) of the full "
+            "re-sync of every worksheet from Cobot's list endpoints; `off` disables it.",
+            default="30 3 * * *",
+        ),
+        "recent_schedule": Key(
+            "cron",
+            "Cron schedule of the re-sync of the recent window (invoices, bookings, "
+            "check-ins of the last `recent_days`); `off` disables it.",
+            default="15 * * * *",
+        ),
+        "recent_days": Key("int", "Size of the recent window, in days.", default=14),
+        "history_days": Key(
+            "int",
+            "How far back a full re-sync or `syncd backfill` reads invoices, bookings and "
+            "check-ins (memberships are always listed completely).",
+            default=730,
+        ),
+        "window_days": Key(
+            "int",
+            "Days per list request for windowed resources; a window Cobot refuses as too "
+            "large is split in half.",
+            default=31,
+        ),
+        "max_deleted_share": Key(
+            "float",
+            "Safety stop: a re-sync that would flag more than this share of a worksheet's "
+            "rows as deleted flags none and reports it (`syncd status`).",
+            default=0.2,
+        ),
+    },
+    "event_log_sheet": Key(
+        "str",
+        "Optional worksheet title for an activity feed: one row per received webhook "
+        "(received at, event, URL, outcome). Off when not set.",
+    ),
     "sheets": Key("sheets", "Worksheet title -> what it holds (see below).", required=True),
 }
 
@@ -204,6 +242,10 @@ SHEET_SCHEMA: Section = {
         "them: resource_id (booking events), lead_time (booking_will_begin), "
         "fields (updated_custom_field).",
         default={},
+    ),
+    "resync": Key(
+        "cron",
+        "Per-worksheet override of resync.full_schedule (`off` to never re-sync it).",
     ),
 }
 
@@ -291,6 +333,17 @@ class LoggingSettings:
 
 
 @dataclass(frozen=True)
+class ResyncSettings:
+    #: Cron expressions, or None when switched off.
+    full_schedule: str | None
+    recent_schedule: str | None
+    recent_days: int
+    history_days: int
+    window_days: int
+    max_deleted_share: float
+
+
+@dataclass(frozen=True)
 class Column:
     header: str
     path: str
@@ -306,6 +359,8 @@ class SheetSettings:
     key_column: str
     deleted_column: str
     filters: Mapping[str, Any]
+    #: Full re-sync schedule of this worksheet (cron), None when off.
+    resync: str | None = None
 
     @property
     def headers(self) -> tuple[str, ...]:
@@ -324,6 +379,8 @@ class Settings:
     sync: SyncSettings
     health: HealthSettings
     logging: LoggingSettings
+    resync: ResyncSettings
+    event_log_sheet: str | None
     sheets: tuple[SheetSettings, ...]
 
     @property
@@ -507,7 +564,7 @@ class _Builder:
     def build(self, data: dict[str, Any]) -> Settings:
         raw = self.section(data, SCHEMA, "")
         cobot, webhook, google, sync = raw["cobot"], raw["webhook"], raw["google"], raw["sync"]
-        sheets = self.sheets(raw["sheets"])
+        sheets = self.sheets(raw["sheets"], raw["resync"]["full_schedule"])
         settings = Settings(
             source=self.source,
             cobot=self.cobot(cobot),
@@ -518,6 +575,8 @@ class _Builder:
             sync=SyncSettings(**sync),
             health=HealthSettings(**raw["health"]),
             logging=LoggingSettings(**raw["logging"]),
+            resync=ResyncSettings(**raw["resync"]),
+            event_log_sheet=raw["event_log_sheet"],
             sheets=sheets,
         )
         self.check_positive(
@@ -538,6 +597,11 @@ class _Builder:
             "google",
             ("write_requests_per_minute", "read_requests_per_minute", "timeout_seconds"),
         )
+        resync = raw["resync"]
+        self.check_positive(resync, "resync", ("recent_days", "history_days", "window_days"))
+        share = resync["max_deleted_share"]
+        if isinstance(share, float) and not 0 < share <= 1:
+            self.problem("resync.max_deleted_share", f"must be between 0 and 1, got {share}")
         self.check_filters(settings)
         return settings
 
@@ -626,15 +690,15 @@ class _Builder:
             return {}
         return info
 
-    def sheets(self, raw: Any) -> tuple[SheetSettings, ...]:
+    def sheets(self, raw: Any, full_schedule: str | None) -> tuple[SheetSettings, ...]:
         if raw is None:
             return ()
         if not isinstance(raw, dict) or not raw:
             self.problem("sheets", "expected a mapping of worksheet title -> settings")
             return ()
-        return tuple(self.sheet(str(title), body) for title, body in raw.items())
+        return tuple(self.sheet(str(title), body, full_schedule) for title, body in raw.items())
 
-    def sheet(self, title: str, raw: Any) -> SheetSettings:
+    def sheet(self, title: str, raw: Any, full_schedule: str | None) -> SheetSettings:
         prefix = f"sheets.{title}"
         if not title.strip() or len(title) > 100:
             self.problem(prefix, "a worksheet title must be 1 to 100 characters")
@@ -666,6 +730,7 @@ class _Builder:
             key_column=key_column,
             deleted_column=deleted_column,
             filters=dict(values["filters"] or {}),
+            resync=values["resync"] if "resync" in (raw or {}) else full_schedule,
         )
 
     def check_filters(self, settings: Settings) -> None:
@@ -839,6 +904,25 @@ def _mapping(value: Any) -> dict[str, Any]:
     return dict(value)
 
 
+def _cron(value: Any) -> str | None:
+    """A five-field crontab expression, or None for ``off``."""
+    from apscheduler.triggers.cron import CronTrigger
+
+    if value is False or (isinstance(value, str) and value.strip().lower() in ("off", "")):
+        return None
+    text = _str(value).strip()
+    _expect(
+        len(text.split()) == 5,
+        f"expected a cron expression like '30 3 * * *' "
+        f"(minute hour day month weekday) or off, got {text!r}",
+    )
+    try:
+        CronTrigger.from_crontab(text)
+    except ValueError as exc:
+        raise ValueError(f"invalid cron expression {text!r}: {exc}") from None
+    return text
+
+
 def _choice(value: Any, choices: tuple[str, ...]) -> str:
     text = str(value).lower() if isinstance(value, str) else value
     _expect(text in choices, f"expected one of {', '.join(choices)}, got {_describe(value)}")
@@ -869,6 +953,7 @@ _COERCERS: dict[str, Callable[[Any], Any]] = {
     "columns": _columns,
     "mapping": _mapping,
     "sheets": lambda value: value,
+    "cron": lambda value: _cron(value),
     "loglevel": lambda value: _choice(value, ("debug", "info", "warning", "error")),
     "logformat": lambda value: _choice(value, ("text", "json")),
 }
