@@ -47,7 +47,7 @@ from syncd.gclient import gspread_client
 from syncd.mapping import NUMBER_FORMATS, CellValue, Row
 from syncd.metrics import Metrics
 from syncd.ratelimit import RequestBudget
-from syncd.sandbox.a1 import column_letters
+from syncd.a1 import column_letters
 
 log = logging.getLogger("syncd.sheets")
 

@@ -38,7 +38,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from multidict import MultiMapping
 
-from syncd.sandbox.a1 import MAX_COLUMNS, A1Error, A1Range, Box, column_letters, parse_a1
+from syncd.a1 import MAX_COLUMNS, A1Error, A1Range, Box, column_letters, parse_a1
 from syncd.sandbox.servers import free_port
 
 log = logging.getLogger(__name__)

@@ -1,6 +1,7 @@
 """A1 notation as the Sheets API reads and echoes it.
 
-The emulator has to accept every range shape gspread and the daemon send (quoted titles with
+Shared by the daemon's Sheets writer (column letters, quoted titles) and the emulator. The
+emulator has to accept every range shape gspread and the daemon send (quoted titles with
 ``''`` escapes, open ranges such as ``A:A``, ``A1:A``, ``2:2`` and ``A2:2``, a bare sheet
 title) and has to echo ranges back the way Google does, because callers compare and parse
 those echoes. Rows and columns are 0-based and half-open here, like the API's GridRange.
