@@ -109,13 +109,20 @@ def _looks_secret(segment: str) -> bool:
 # --------------------------------------------------------------------------------------------
 
 
-async def reconcile(settings: Settings, client: CobotClient) -> ReconcileReport:
+async def reconcile(
+    settings: Settings, client: CobotClient, *, retire_previous: bool = True
+) -> ReconcileReport:
     """Make Cobot hold exactly one active subscription of ours per configured event.
 
     A 422 for one event is recorded in the report and the other events go on; any other
     Cobot error (token, scope, Cobot down) stops the run, since it would fail for all.
+
+    With ``retire_previous=False`` active subscriptions under a previous secret are kept
+    beside the new ones. The daemon's start-up run does this after a secret rotation: Cobot
+    retries a delivery that failed during the restart on the subscription it was first sent
+    to, so the old one must live until the next check for those retries to arrive.
     """
-    return await _Reconciler(settings, client).run()
+    return await _Reconciler(settings, client, retire_previous).run()
 
 
 async def delete_ours(settings: Settings, client: CobotClient) -> list[Subscription]:
@@ -139,10 +146,13 @@ async def _ours(webhook: WebhookSettings, client: CobotClient) -> list[Subscript
 class _Reconciler:
     """One reconciliation run; collects what it did in ``report``."""
 
-    def __init__(self, settings: Settings, client: CobotClient) -> None:
+    def __init__(
+        self, settings: Settings, client: CobotClient, retire_previous: bool = True
+    ) -> None:
         self.settings = settings
         self.webhook = settings.webhook
         self.client = client
+        self.retire_previous = retire_previous
         self.report = ReconcileReport()
 
     async def run(self) -> ReconcileReport:
@@ -179,8 +189,14 @@ class _Reconciler:
                 return
             ours = [s for s in ours if s not in blocking]
         for subscription in ours:
-            if subscription.id != keep.id:
-                await self.delete(subscription, _why_redundant(subscription, wanted))
+            if subscription.id == keep.id:
+                continue
+            if not self.retire_previous and subscription.active and (
+                subscription.callback_url != wanted
+            ):
+                self.report.kept.append(subscription)
+                continue
+            await self.delete(subscription, _why_redundant(subscription, wanted))
 
     async def create(
         self,
