@@ -11,6 +11,7 @@ import asyncio
 import logging
 import sys
 from collections.abc import Callable, Sequence
+from datetime import date
 from pathlib import Path
 
 from syncd import __version__
@@ -64,6 +65,57 @@ def build_parser() -> argparse.ArgumentParser:
         help="only validate the file; contact neither Cobot nor Google",
     )
 
+    status = _command(
+        commands,
+        "status",
+        "Show the inbox, dead letters, last writes and checks; read-only, safe while running.",
+        _status,
+    )
+    status.add_argument("--json", action="store_true", help="print one JSON object, for scripts")
+    replay = _command(
+        commands,
+        "replay",
+        "Move dead-lettered events back to the queue; the running daemon retries them.",
+        _replay,
+    )
+    replay.add_argument(
+        "--id",
+        dest="ids",
+        type=int,
+        nargs="+",
+        action="extend",
+        metavar="N",
+        help="the dead letters with these ids (as `syncd status` lists them)",
+    )
+    replay.add_argument("--event", metavar="NAME", help="the dead letters of this Cobot event")
+    replay.add_argument("--all", action="store_true", help="every dead letter")
+
+    backfill = _command(
+        commands,
+        "backfill",
+        "Fill the worksheets from Cobot's list endpoints; safe while the daemon runs, "
+        "continues where an interrupted run stopped.",
+        _backfill,
+    )
+    backfill.add_argument(
+        "--sheet",
+        dest="sheets",
+        action="append",
+        metavar="NAME",
+        help="only this worksheet (repeatable; default: all)",
+    )
+    for option, default in (
+        ("--since", "resync.history_days ago"),
+        ("--until", "today; bookings a year ahead"),
+    ):
+        backfill.add_argument(
+            option,
+            type=_day,
+            metavar="YYYY-MM-DD",
+            help=f"span of invoices, bookings and check-ins (default: {default})",
+        )
+    _logging_options(backfill)
+
     subscriptions = commands.add_parser(
         "subscriptions",
         help="List, repair or remove the Cobot webhook subscriptions.",
@@ -89,6 +141,22 @@ def build_parser() -> argparse.ArgumentParser:
         required=True,
         help="delete every subscription whose callback URL is ours",
     )
+
+    for name, module, summary in (
+        (
+            "demo",
+            "syncd.demo",
+            "Watch a simulated coworking day sync into an emulated spreadsheet: no accounts, "
+            "no network.",
+        ),
+        (
+            "preview",
+            "syncd.preview",
+            "Show the row the mapping makes from a sample or a Cobot URL; no sheet is touched.",
+        ),
+    ):
+        command = commands.add_parser(name, help=summary, description=summary)
+        _sandbox_arguments(command, module)
 
     sandbox = commands.add_parser(
         "sandbox",
@@ -173,7 +241,7 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _check_config(args: argparse.Namespace) -> int:
-    from syncd.checks import describe_plan, offline_problems, online_problems
+    from syncd.checks import describe_plan, offline_problems, online_problems, skipped_checks
     from syncd.config import inspect_settings
 
     settings, problems = inspect_settings(args.config)
@@ -183,6 +251,8 @@ def _check_config(args: argparse.Namespace) -> int:
         problems += asyncio.run(online_problems(settings))
     for problem in problems:
         print(f"syncd: error: {problem.render(str(args.config))}", file=sys.stderr)
+    for note in [] if args.offline else skipped_checks(settings):
+        print(f"syncd: note: {note}", file=sys.stderr)
     if problems:
         return 2
     print(
@@ -192,6 +262,34 @@ def _check_config(args: argparse.Namespace) -> int:
     for line in describe_plan(settings):
         print(line)
     return 0
+
+
+def _status(args: argparse.Namespace) -> int:
+    from syncd.status import print_status
+
+    return print_status(args.config, as_json=args.json)
+
+
+def _replay(args: argparse.Namespace) -> int:
+    from syncd.status import run_replay
+
+    return run_replay(args.config, ids=args.ids, event=args.event, everything=args.all)
+
+
+def _day(text: str) -> date:
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a date like 2024-01-31, got {text!r}") from None
+
+
+def _backfill(args: argparse.Namespace) -> int:
+    from syncd.backfill import cli_backfill
+
+    # Progress and the summary tell the story; --log-level info shows every step.
+    args.log_level = args.log_level or "warning"
+    settings = _load(args)
+    return cli_backfill(settings, args.sheets, args.since, args.until)
 
 
 def _subscriptions(action: str) -> Handler:

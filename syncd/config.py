@@ -185,8 +185,9 @@ SCHEMA: Section = {
     "resync": {
         "full_schedule": Key(
             "cron",
-            "Cron schedule (minute hour day month weekday, in `timezone`) of the full "
-            "re-sync of every worksheet from Cobot's list endpoints; `off` disables it.",
+            "Cron schedule (minute hour day month weekday, in `timezone`; an optional sixth "
+            "field in front gives seconds, e.g. `*/5 * * * * *`) of the full re-sync of every "
+            "worksheet from Cobot's list endpoints; `off` disables it.",
             default="30 3 * * *",
         ),
         "recent_schedule": Key(
@@ -905,19 +906,19 @@ def _mapping(value: Any) -> dict[str, Any]:
 
 
 def _cron(value: Any) -> str | None:
-    """A five-field crontab expression, or None for ``off``."""
-    from apscheduler.triggers.cron import CronTrigger
+    """A crontab expression (five fields, or six with seconds first), or None for ``off``."""
+    from syncd.cron import cron_trigger
 
     if value is False or (isinstance(value, str) and value.strip().lower() in ("off", "")):
         return None
     text = _str(value).strip()
     _expect(
-        len(text.split()) == 5,
-        f"expected a cron expression like '30 3 * * *' "
-        f"(minute hour day month weekday) or off, got {text!r}",
+        len(text.split()) in (5, 6),
+        f"expected a cron expression like '30 3 * * *' (minute hour day month weekday; "
+        f"a sixth field in front gives seconds) or off, got {text!r}",
     )
     try:
-        CronTrigger.from_crontab(text)
+        cron_trigger(text, "UTC")
     except ValueError as exc:
         raise ValueError(f"invalid cron expression {text!r}: {exc}") from None
     return text

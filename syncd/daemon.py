@@ -10,6 +10,7 @@ finished stays pending in the inbox and is processed on the next start.
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import signal
 import time
@@ -17,15 +18,20 @@ from contextlib import AsyncExitStack, suppress
 
 from aiohttp import web
 
+from syncd.cli import _secret_strings
 from syncd.cobot import CobotClient
 from syncd.config import Settings
 from syncd.errors import SyncdError
+from syncd.filelock import sheets_lock_path
 from syncd.health import FlowState, add_health_routes
+from syncd.logs import RedactingFilter
 from syncd.metrics import Metrics
 from syncd.notify import SystemdNotifier, watchdog_loop
 from syncd.receiver import build_receiver_app, web_server_kwargs, web_site_kwargs
+from syncd.resync import resync_jobs
 from syncd.scheduler import ScheduledJob, build_scheduler, every
 from syncd.sheets import SheetsWriter
+from syncd.status import SUBSCRIPTIONS_CHECK_META
 from syncd.store import Store
 from syncd.subscriptions import reconcile
 from syncd.worker import Worker
@@ -53,15 +59,20 @@ async def run_daemon(settings: Settings, stop: asyncio.Event | None = None) -> N
     try:
         async with AsyncExitStack() as stack:
             cobot = await stack.enter_async_context(CobotClient(settings.cobot, metrics=metrics))
-            sheets = SheetsWriter(settings.google, metrics)
+            sheets = SheetsWriter(
+                settings.google, metrics, lock_path=sheets_lock_path(settings.state_dir)
+            )
             stack.callback(sheets.close)
             worker = Worker(settings, store, cobot, sheets, metrics)
             runners = await _start_http(settings, store, metrics, worker)
-            scheduler = build_scheduler(_jobs(settings, store, cobot), settings.timezone)
+            scheduler = build_scheduler(_jobs(settings, store, cobot, sheets), settings.timezone)
             scheduler.start()
             worker_task = asyncio.create_task(worker.run(stop), name="worker")
             summary = f"{len(settings.sheets)} worksheet(s), {len(settings.events)} event(s)"
             log.info("cobot-syncd is running: %s", summary)
+            # Everything loaded so far lives as long as the process: exempt it from the
+            # cyclic GC, whose full collections otherwise scan it all and pause the receiver.
+            gc.freeze()
             notifier.ready(f"serving webhooks; {summary}")
 
             async def healthy() -> bool:
@@ -123,10 +134,30 @@ async def _start_http(
     return runners
 
 
-def _jobs(settings: Settings, store: Store, cobot: CobotClient) -> list[ScheduledJob]:
+def _jobs(
+    settings: Settings, store: Store, cobot: CobotClient, sheets: SheetsWriter
+) -> list[ScheduledJob]:
+    redact = RedactingFilter(_secret_strings(settings)).redact
+
+    async def record_check(summary: str | None, errors: list[str]) -> None:
+        """Leave the outcome for `syncd status` (Cobot's error texts may quote a callback URL)."""
+        check = {"time": time.time(), "summary": summary, "errors": [redact(e) for e in errors]}
+        await store.set_meta(SUBSCRIPTIONS_CHECK_META, check)
+
+    started = False
+
     async def check_subscriptions() -> None:
-        report = await reconcile(settings, cobot)
-        log.info("subscriptions: %s", report.summary())
+        # The start-up run keeps a rotated-out secret's subscriptions alive until the next
+        # check, so Cobot's retries of deliveries that failed during the restart still land.
+        nonlocal started
+        retire_previous, started = started, True
+        try:
+            report = await reconcile(settings, cobot, retire_previous=retire_previous)
+        except SyncdError as exc:
+            await record_check(None, [str(exc)])
+            raise
+        await record_check(report.summary(), report.errors)
+        log.info("%s", report.summary())
 
     async def prune() -> None:
         await store.prune_done(DONE_EVENT_RETENTION_SECONDS)
@@ -139,6 +170,7 @@ def _jobs(settings: Settings, store: Store, cobot: CobotClient) -> list[Schedule
             run_at_start=True,
         ),
         ScheduledJob("prune-inbox", prune, every(60)),
+        *resync_jobs(settings, store, cobot, sheets),
     ]
 
 

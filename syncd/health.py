@@ -17,6 +17,9 @@ from syncd.config import HealthSettings
 from syncd.metrics import Metrics
 from syncd.store import Store
 
+#: The last error is a hint for the operator, not a log: kept short in every answer.
+LAST_ERROR_CHARS = 300
+
 
 @dataclass
 class FlowState:
@@ -50,7 +53,7 @@ def add_health_routes(
                 "oldest_pending_age_seconds": None if oldest_age is None else round(oldest_age, 1),
             },
             "last_write_age_seconds": None if last_write is None else round(now - last_write, 1),
-            "last_error": flow.last_error(),
+            "last_error": (flow.last_error() or "")[:LAST_ERROR_CHARS] or None,
         }
         return web.json_response(body, status=503 if stuck else 200)
 

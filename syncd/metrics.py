@@ -168,7 +168,9 @@ class Metrics:
             self.sheets_requests,
             self.rows_written,
             self.write_latency,
-            *self._gauges,
+            self.inbox_pending,
+            self.inbox_dead,
+            self.oldest_pending_age,
         ]
         return "\n".join(line for metric in metrics for line in metric.render()) + "\n"
 

@@ -8,6 +8,8 @@ from the configured base, so the bearer token can only ever go to Cobot.
 
 from __future__ import annotations
 
+import functools
+import re
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
@@ -15,6 +17,8 @@ from syncd.config import CobotSettings
 from syncd.events import API2_KINDS, RESOURCE_PATHS, resource_kind_of_path
 
 MAX_URL_LENGTH = 2048
+#: Whitespace, control characters, backslash and percent (in an ASCII string).
+_FORBIDDEN_CHARS = re.compile(r"[\x00-\x20\\%]")
 
 
 class InvalidResourceURL(ValueError):
@@ -39,9 +43,12 @@ def parse_resource_url(raw: object, cobot: CobotSettings) -> ResourceRef:
         raise InvalidResourceURL("url must be a non-empty string")
     if len(raw) > MAX_URL_LENGTH:
         raise InvalidResourceURL("url is too long")
-    if not raw.isascii() or any(c.isspace() or ord(c) < 32 or c in "\\%" for c in raw):
+    if not raw.isascii() or _FORBIDDEN_CHARS.search(raw):
         raise InvalidResourceURL("url contains characters a Cobot URL never has")
-    parts = urlsplit(raw)
+    try:
+        parts = urlsplit(raw)
+    except ValueError:  # e.g. an unclosed IPv6 bracket: "https://[x"
+        raise InvalidResourceURL("url is not a valid URL") from None
     if parts.query or parts.fragment or raw.endswith(("?", "#")):
         raise InvalidResourceURL("url must not carry a query or fragment")
     if "@" in parts.netloc:
@@ -77,6 +84,7 @@ def _default_port(scheme: str) -> int:
     return 443 if scheme == "https" else 80
 
 
+@functools.cache
 def _origin_of(url: str) -> tuple[str, str, int]:
     parts = urlsplit(url)
     scheme = parts.scheme.lower()

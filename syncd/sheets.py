@@ -26,6 +26,7 @@ waiting retry never holds the thread.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import random
@@ -34,6 +35,7 @@ from collections.abc import Callable, Collection, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from operator import itemgetter
+from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
 import gspread
@@ -41,13 +43,14 @@ import requests
 from google.auth import exceptions as auth_exceptions
 from gspread.http_client import HTTPClient
 
+from syncd.a1 import column_letters
 from syncd.config import GoogleSettings, SheetSettings
 from syncd.errors import SheetsError
+from syncd.filelock import file_lock
 from syncd.gclient import gspread_client
 from syncd.mapping import NUMBER_FORMATS, CellValue, Row
 from syncd.metrics import Metrics
 from syncd.ratelimit import RequestBudget
-from syncd.a1 import column_letters
 
 log = logging.getLogger("syncd.sheets")
 
@@ -261,6 +264,7 @@ class SheetsWriter:
         write_budget: RequestBudget | None = None,
         client_factory: ClientFactory = gspread_client,
         retry: RetryPolicy | None = None,
+        lock_path: Path | None = None,
     ) -> None:
         self._settings = settings
         self._metrics = metrics or Metrics()
@@ -275,6 +279,12 @@ class SheetsWriter:
         self._worksheets: dict[str, _Worksheet] = {}
         self._metadata_lock = asyncio.Lock()
         self._sheet_locks: dict[str, asyncio.Lock] = {}
+        #: Keys of each worksheet as last read or written, by casefolded title: they identify
+        #: the key column again if someone clears or renames its header.
+        self._last_keys: dict[str, frozenset[str]] = {}
+        #: Locked around every upsert when set, so that another process writing this
+        #: spreadsheet (the daemon, `syncd backfill`) cannot append the same URL meanwhile.
+        self._lock_path = lock_path
 
     # -- public API ----------------------------------------------------------------------
 
@@ -301,7 +311,7 @@ class SheetsWriter:
         stats = _Stats(sheet=sheet.title)
         placement = _Placement({}, 0, 0, 0, {})
         if rows:
-            async with self._sheet_lock(sheet.title):
+            async with self._sheet_lock(sheet.title), self._process_lock():
                 placement = await self._upsert_with_refresh(sheet, rows, only_if_missing, stats)
         report = UpsertReport(
             sheet=sheet.title,
@@ -356,7 +366,7 @@ class SheetsWriter:
         stats: _Stats,
     ) -> _Placement:
         worksheet = await self._worksheet(sheet, stats)
-        layout = await self._read_layout(sheet, worksheet, stats)
+        layout = await self._read_layout(sheet, worksheet, rows.keys(), stats)
         placement = _place(layout.key_cells, rows, only_if_missing)
         for url, numbers in placement.duplicates.items():
             log.warning(
@@ -373,6 +383,13 @@ class SheetsWriter:
             await self._request(
                 _VALUES_UPDATE, lambda http, b=body: http.values_batch_update(self._id, b), stats
             )
+        stripped = (cell.strip() for cell in layout.key_cells[1:])
+        self._last_keys[sheet.title.casefold()] = frozenset(filter(None, stripped)) | set(rows)
+        # Rows the caller had written before and expected here: someone deleted them.
+        restored = [url for url in only_if_missing if url in placement.targets]
+        if restored:
+            shown = ", ".join(restored[:3]) + (", ..." if len(restored) > 3 else "")
+            stats.repair(f"re-created {len(restored)} row(s) missing from the sheet: {shown}")
         return placement
 
     # -- worksheet metadata --------------------------------------------------------------
@@ -461,7 +478,7 @@ class SheetsWriter:
     # -- header row and key column -------------------------------------------------------
 
     async def _read_layout(
-        self, sheet: SheetSettings, worksheet: _Worksheet, stats: _Stats
+        self, sheet: SheetSettings, worksheet: _Worksheet, keys: Collection[str], stats: _Stats
     ) -> _Layout:
         """Read row 1 and the key column in one request, repairing the header row if needed.
 
@@ -473,6 +490,8 @@ class SheetsWriter:
             known = _header_index(worksheet.header or [])
             wanted = known.get(sheet.key_column)
             header, key_cells = await self._read_header_and_keys(worksheet, wanted, stats)
+            if sheet.key_column not in _header_index(header):
+                header = await self._restore_key_header(sheet, worksheet, header, keys, stats)
             header = await self._add_missing_headers(sheet, worksheet, header, stats)
             worksheet.header = header
             columns = _header_index(header)
@@ -511,6 +530,56 @@ class SheetsWriter:
         header = [_text(column[0]) if column else "" for column in columns]
         keys = value_ranges[1].get("values", [[]]) if len(value_ranges) > 1 else [[]]
         return header, [_text(cell) for cell in (keys[0] if keys else [])]
+
+    async def _restore_key_header(
+        self,
+        sheet: SheetSettings,
+        worksheet: _Worksheet,
+        header: list[str],
+        keys: Collection[str],
+        stats: _Stats,
+    ) -> list[str]:
+        """Write the key header back over the column that still holds the keys (rare).
+
+        Someone cleared or renamed it. Re-creating it at the end, like other lost headers,
+        would leave every existing row without its key, and each would be appended a second
+        time. The column is recognised by its content (1 read of the whole worksheet): the
+        one, among columns without an owned header, holding the most of the keys being
+        written or last read. With no such column (a new worksheet) nothing is changed here.
+        """
+        known = set(keys) | self._last_keys.get(sheet.title.casefold(), frozenset())
+        owned = set(sheet.headers)
+        columns = await self._read_columns(worksheet, stats)
+        hits = [
+            0
+            if index < len(header) and header[index].strip() in owned
+            else sum(1 for cell in cells[1:] if _text(cell).strip() in known)
+            for index, cells in enumerate(columns)
+        ]
+        if not any(hits):
+            return header
+        index = hits.index(max(hits))
+        request = _header_cells(worksheet.sheet_id, index, [sheet.key_column])
+        await self._batch_update([request], stats)
+        restored = [*header, *[""] * (index + 1 - len(header))]
+        stats.repair(
+            f"restored the key header {sheet.key_column!r} in {column_letters(index + 1)}, "
+            f"the column holding the rows' keys (row 1 there said {restored[index]!r})"
+        )
+        restored[index] = sheet.key_column
+        return restored
+
+    async def _read_columns(self, worksheet: _Worksheet, stats: _Stats) -> list[list[Any]]:
+        """Every used cell of the worksheet, column by column (1 read)."""
+        ranges = [_quote_title(worksheet.title)]
+        params = {"majorDimension": "COLUMNS"}
+        response = await self._request(
+            _BATCH_GET,
+            lambda http: http.values_batch_get(self._id, ranges, params=dict(params)),
+            stats,
+        )
+        value_ranges = response.get("valueRanges", [])
+        return value_ranges[0].get("values", []) if value_ranges else []
 
     async def _add_missing_headers(
         self, sheet: SheetSettings, worksheet: _Worksheet, header: list[str], stats: _Stats
@@ -678,6 +747,10 @@ class SheetsWriter:
     def _sheet_lock(self, title: str) -> asyncio.Lock:
         """Flushes of one worksheet run one at a time: both would append at the same rows."""
         return self._sheet_locks.setdefault(title.casefold(), asyncio.Lock())
+
+    def _process_lock(self) -> contextlib.AbstractAsyncContextManager[None]:
+        """The cross-process lock of ``lock_path``, or nothing when there is none."""
+        return file_lock(self._lock_path) if self._lock_path else contextlib.nullcontext()
 
     def _record(self, report: UpsertReport) -> None:
         written = report.updated + report.appended

@@ -191,9 +191,8 @@ class _Reconciler:
         for subscription in ours:
             if subscription.id == keep.id:
                 continue
-            if not self.retire_previous and subscription.active and (
-                subscription.callback_url != wanted
-            ):
+            previous_secret = subscription.callback_url != wanted
+            if previous_secret and subscription.active and not self.retire_previous:
                 self.report.kept.append(subscription)
                 continue
             await self.delete(subscription, _why_redundant(subscription, wanted))

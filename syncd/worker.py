@@ -14,21 +14,26 @@ import contextlib
 import logging
 import random
 import time
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo
 
 from syncd.cobot import CobotClient, Fetched
 from syncd.config import Settings, SheetSettings
 from syncd.errors import SyncdError
-from syncd.events import EVENTS, embedded_resource
+from syncd.eventlog import EventLog, is_last_attempt
+from syncd.events import EVENTS, embedded_resource, resource_kind_of_path
+from syncd.fetching import MEMBERSHIP_LISTING_MIN, fetch_many, membership_listing_budget
 from syncd.mapping import Row, deletion_stamp, map_row, row_fingerprint
 from syncd.metrics import Metrics
 from syncd.resources import ResourceRef
-from syncd.sheets import SheetsWriter
+from syncd.sheets import SheetsWriter, UpsertReport
+from syncd.status import LAST_WRITE_META, WORKER_ERROR_META
 from syncd.store import InboxEvent, RowState, Store
+from syncd.testhooks import crash_point
 
 log = logging.getLogger("syncd.worker")
 
@@ -63,6 +68,8 @@ class SheetBatch:
     rows: dict[str, Row] = field(default_factory=dict)
     states: dict[str, RowState] = field(default_factory=dict)
     unchanged: set[str] = field(default_factory=set)
+    #: What the upsert did, once it succeeded.
+    report: UpsertReport | None = None
 
 
 class Worker:
@@ -82,6 +89,7 @@ class Worker:
         self.metrics = metrics
         self.clock = clock
         self.tz = ZoneInfo(settings.timezone)
+        self.event_log = EventLog(settings, sheets)
         self._wake = asyncio.Event()
         self._arrivals = 0
         self.last_write_at: float | None = None
@@ -148,10 +156,10 @@ class Worker:
     async def flush(self, events: list[InboxEvent]) -> None:
         """Process one batch of due events end to end."""
         started = time.monotonic()
+        events = [*events, *await self._same_urls(events)]
         works, unmapped = self._group(events)
         if unmapped:
             log.info("%d event(s) concern no configured worksheet; marked done", len(unmapped))
-            await self.store.complete([event.id for event in unmapped])
         works = self._limit_fetches(works)
         await self._fetch_all(works)
         failed = [work for work in works if work.error is not None]
@@ -159,21 +167,63 @@ class Worker:
         batches = await self._build_batches(ready)
         done_ids, states, write_failures = await self._write_all(batches, ready)
         if done_ids:
+            crash_point("after_write", self.settings.state_dir)
+        fetch_failures = [(work.error or "fetch failed", work.events) for work in failed]
+        # Before anything is marked done, so a crash leaves rows the retry overwrites.
+        await self.event_log.record(unmapped, ready, done_ids, fetch_failures + write_failures)
+        if unmapped:
+            await self.store.complete([event.id for event in unmapped])
+        if done_ids:
             await self.store.complete(done_ids, states)
-        for work in failed:
-            await self._retry_later(work.events, work.error or "fetch failed", "fetch")
+        for error, failed_events in fetch_failures:
+            await self._retry_later(failed_events, error, "fetch")
         for error, failed_events in write_failures:
             await self._retry_later(failed_events, error, "write")
         if done_ids:
             self.last_write_at = self.clock()
-        log.info(
-            "flush: %d event(s) for %d URL(s): %d done, %d to retry (%.2f s)",
-            len(events),
-            len(works),
-            len(done_ids),
-            len(events) - len(unmapped) - len(done_ids),
-            time.monotonic() - started,
+        reports = [batch.report for batch in batches.values() if batch.report is not None]
+        failures = fetch_failures + write_failures
+        await self._record_flush(reports, failures)
+        fields: dict[str, object] = {
+            "events": len(events),
+            "urls": len(works),
+            "done": len(done_ids),
+            "retry": len(events) - len(unmapped) - len(done_ids),
+            "rows": sum(r.updated + r.appended for r in reports),
+            "sheets_requests": sum(r.requests.total for r in reports),
+            "duration": round(time.monotonic() - started, 3),
+        }
+        if failures:
+            fields["error"] = failures[-1][0]
+        log.log(
+            logging.WARNING if failures else logging.INFO,
+            "flush: %(events)d event(s) for %(urls)d URL(s): %(done)d done, %(retry)d to retry; "
+            "%(rows)d row(s) written with %(sheets_requests)d Sheets request(s) (%(duration).2f s)"
+            + ("; last error: %(error)s" if failures else ""),
+            fields,
+            extra={"fields": fields},
         )
+
+    async def _record_flush(
+        self, reports: list[UpsertReport], failures: list[tuple[str, list[InboxEvent]]]
+    ) -> None:
+        """Leave for `syncd status` each worksheet's last successful write and the last error.
+
+        One transaction per flush; a failure here costs only the status display, not data.
+        """
+        now = self.clock()
+        meta: dict[str, object] = {
+            f"{LAST_WRITE_META}{r.sheet}": {"time": now, "rows": r.updated + r.appended}
+            for r in reports
+        }
+        if failures:
+            meta[WORKER_ERROR_META] = {"time": now, "error": failures[-1][0]}
+        if not meta:
+            return
+        try:
+            await self.store.set_meta_many(meta)
+        except SyncdError as exc:
+            log.warning("could not record the flush for `syncd status`: %s", exc)
 
     def _group(self, events: Iterable[InboxEvent]) -> tuple[list[UrlWork], list[InboxEvent]]:
         by_url: dict[str, UrlWork] = {}
@@ -188,7 +238,9 @@ class Worker:
                 continue
             work = by_url.get(event.url)
             if work is None:
-                ref = ResourceRef(kind=event.kind, id=event.url.rsplit("/", 1)[-1], url=event.url)
+                # Not always the last segment: /spaces/<id>/subscription.
+                _, resource_id = resource_kind_of_path(urlsplit(event.url).path) or ("", "")
+                ref = ResourceRef(kind=event.kind, id=resource_id, url=event.url)
                 work = by_url[event.url] = UrlWork(ref=ref, events=[], sheets=[])
             work.events.append(event)
             work.sheets.extend(s for s in sheets if s not in work.sheets)
@@ -198,35 +250,62 @@ class Worker:
                 work.deletion = event
         return list(by_url.values()), unmapped
 
+    async def _same_urls(self, events: list[InboxEvent]) -> list[InboxEvent]:
+        """The other due events about the URLs of ``events``, to be settled by this flush.
+
+        A URL is fetched once per flush, after all of them arrived, so that one fetch answers
+        them all: a burst of several events per resource then costs one fetch and one row
+        write per resource, instead of one per claimed batch that holds one of its events.
+        """
+        return await self.store.claim_due_for_urls(
+            {event.url for event in events},
+            [event.id for event in events],
+            self.settings.sync.batch_size,
+            self.clock(),
+        )
+
     def _limit_fetches(self, works: list[UrlWork]) -> list[UrlWork]:
         """Keep one flush to about ten seconds of the Cobot budget; the rest waits its turn.
 
         Without this a burst of hundreds of URLs would hold every row back until the last
-        fetch returned, minutes later under Cobot's 60/min limit.
+        fetch returned, minutes later under Cobot's 60/min limit. Only URLs fetched one by one
+        count: a kind that fetch_many answers from a listing costs one request per chunk.
         """
         limit = max(
             self.settings.sync.fetch_concurrency, self.settings.cobot.requests_per_minute // 6
         )
+        listed = self._listed_kinds(Counter(w.ref.kind for w in works if w.deletion is None))
         kept, fetches = [], 0
         for work in works:
-            if work.deletion is None:
+            if work.deletion is None and work.ref.kind not in listed:
                 if fetches >= limit:
                     continue
                 fetches += 1
             kept.append(work)
         return kept
 
+    def _listed_kinds(self, counts: Counter[str]) -> set[str]:
+        """The kinds fetch_many will answer from a listing for these counts (its plan)."""
+        listed = {"invoice"} if counts["invoice"] > 1 else set()
+        if (
+            counts["membership"] >= MEMBERSHIP_LISTING_MIN
+            and membership_listing_budget(self.cobot).delay() == 0
+        ):
+            listed.add("membership")
+        return listed
+
     async def _fetch_all(self, works: list[UrlWork]) -> None:
-        semaphore = asyncio.Semaphore(self.settings.sync.fetch_concurrency)
-
-        async def fetch(work: UrlWork) -> None:
-            async with semaphore:
-                try:
-                    work.fetched = await self.cobot.fetch(work.ref)
-                except SyncdError as exc:
-                    work.error = str(exc)
-
-        await asyncio.gather(*(fetch(w) for w in works if w.deletion is None))
+        """Fetch every non-deleted URL, a burst of one kind in as few requests as it allows."""
+        wanted = [work for work in works if work.deletion is None]
+        results = await fetch_many(
+            self.cobot, [w.ref for w in wanted], concurrency=self.settings.sync.fetch_concurrency
+        )
+        for work in wanted:
+            result = results[work.ref.url]
+            if isinstance(result, Fetched):
+                work.fetched = result
+            else:
+                work.error = str(result)
 
     async def _build_batches(self, works: list[UrlWork]) -> dict[str, SheetBatch]:
         batches: dict[str, SheetBatch] = {}
@@ -255,9 +334,7 @@ class Worker:
             deleted_at = deleted_at or deletion_stamp(datetime.fromtimestamp(self.clock(), UTC))
         elif work.fetched is not None:
             resource = work.fetched.data
-        row: Row = map_row(resource, sheet, self.tz) if resource is not None else {}
-        row[sheet.deleted_column] = deleted_at or ""
-        row[sheet.key_column] = url
+        row = sheet_row(sheet, url, resource, deleted_at, self.tz)
         fingerprint = row_fingerprint(row)
         if known is not None and known.fingerprint == fingerprint:
             batch.unchanged.add(url)
@@ -272,7 +349,9 @@ class Worker:
         errors: dict[str, str] = {}
         for title, batch in batches.items():
             try:
-                await self.sheets.upsert(batch.sheet, batch.rows, only_if_missing=batch.unchanged)
+                batch.report = await self.sheets.upsert(
+                    batch.sheet, batch.rows, only_if_missing=batch.unchanged
+                )
             except SyncdError as exc:
                 errors[title] = str(exc)
                 log.warning("writing %s failed: %s", title, exc)
@@ -296,7 +375,7 @@ class Worker:
         """Back off exponentially with jitter; give up into the dead-letter state at the end."""
         self._record_error(error)
         self.metrics.events_failed.inc(len(events), stage=stage)
-        give_up = [e.id for e in events if e.attempts + 1 >= self.settings.sync.max_attempts]
+        give_up = [e.id for e in events if is_last_attempt(e, self.settings.sync.max_attempts)]
         retry = [e for e in events if e.id not in set(give_up)]
         if give_up:
             self.metrics.events_dead_lettered.inc(len(give_up))
@@ -318,6 +397,20 @@ class Worker:
 
     def _record_error(self, error: str) -> None:
         self.last_error, self.last_error_at = error, self.clock()
+
+
+def sheet_row(
+    sheet: SheetSettings, url: str, resource: Mapping | None, deleted_at: str | None, tz: ZoneInfo
+) -> Row:
+    """The cells the daemon writes for one resource (``syncd preview`` shows the same).
+
+    Without a resource (a deletion that embeds nothing, a 404) only Deleted and the URL are
+    written, so the cells that were there stay as the last fetch left them.
+    """
+    row: Row = map_row(resource, sheet, tz) if resource is not None else {}
+    row[sheet.deleted_column] = deleted_at or ""
+    row[sheet.key_column] = url
+    return row
 
 
 async def _sleep_or_stop(stop: asyncio.Event, seconds: float) -> None:

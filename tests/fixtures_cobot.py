@@ -39,20 +39,25 @@ class CobotSandbox:
 MakeCobotSim = Callable[..., CobotSandbox]
 
 
+def start_cobot_sandbox(**knobs: Any) -> CobotSandbox:
+    """A running simulator with the test token and fast retries; stop its `server` after use."""
+    knobs.setdefault("tokens", {COBOT_TOKEN: COBOT_APP})
+    knobs.setdefault("retry_time_scale", FAST_RETRIES)
+    knobs.setdefault("delivery_timeout_seconds", 5.0)
+    sim = CobotSimulator(**knobs)
+    server = ServerThread(sim.app)
+    sim.base_url = server.url
+    server.start()
+    return CobotSandbox(sim, server, next(iter(sim.tokens)))
+
+
 @pytest.fixture
 def make_cobot_sim() -> Iterator[MakeCobotSim]:
     """Start simulators with any CobotSimulator knobs; all are stopped after the test."""
     running: list[CobotSandbox] = []
 
     def make(**knobs: Any) -> CobotSandbox:
-        knobs.setdefault("tokens", {COBOT_TOKEN: COBOT_APP})
-        knobs.setdefault("retry_time_scale", FAST_RETRIES)
-        knobs.setdefault("delivery_timeout_seconds", 5.0)
-        sim = CobotSimulator(**knobs)
-        server = ServerThread(sim.app)
-        sim.base_url = server.url
-        server.start()
-        sandbox = CobotSandbox(sim, server, next(iter(sim.tokens)))
+        sandbox = start_cobot_sandbox(**knobs)
         running.append(sandbox)
         return sandbox
 

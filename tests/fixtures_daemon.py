@@ -46,7 +46,11 @@ class Daemon:
     sheet_config: dict[str, Any]
     sync: dict[str, Any] = field(default_factory=dict)
     cobot_options: dict[str, Any] = field(default_factory=dict)
+    resync: dict[str, Any] = field(default_factory=dict)
     extra: dict[str, Any] = field(default_factory=dict)
+    secret: str = WEBHOOK_SECRET
+    previous_secrets: list[str] = field(default_factory=list)
+    log_level: str = "debug"
     port: int = field(default_factory=free_port)
     process: subprocess.Popen[bytes] | None = None
     runs: int = 0
@@ -65,7 +69,7 @@ class Daemon:
 
     @property
     def callback_base(self) -> str:
-        return f"{self.url}/cobot/{WEBHOOK_SECRET}"
+        return f"{self.url}/cobot/{self.secret}"
 
     @property
     def log_path(self) -> Path:
@@ -83,7 +87,8 @@ class Daemon:
             "webhook": {
                 "listen": f"127.0.0.1:{self.port}",
                 "public_url": f"{self.url}/cobot",
-                "secret": WEBHOOK_SECRET,
+                "secret": self.secret,
+                "previous_secrets": self.previous_secrets,
             },
             "google": {
                 "service_account_file": str(self.sheets.key_file),
@@ -93,6 +98,8 @@ class Daemon:
             },
             "state_dir": str(self.state_dir),
             "sync": {"flush_interval_seconds": 0.3, "retry_max_seconds": 2, **self.sync},
+            # Scheduled re-syncs list Cobot at fixed times; tests that want one ask for it.
+            "resync": {"full_schedule": "off", "recent_schedule": "off", **self.resync},
             "health": {"stuck_after_seconds": 30},
             "sheets": self.sheet_config,
             **self.extra,
@@ -103,7 +110,6 @@ class Daemon:
     def start(self, wait_subscriptions: bool = True) -> Daemon:
         self.write_config()
         self.runs += 1
-        env = {**os.environ, "TEST_COBOT_TOKEN": self.cobot.token, "PYTHONUNBUFFERED": "1"}
         with self.log_path.open("wb") as log:
             self.process = subprocess.Popen(
                 [
@@ -114,11 +120,11 @@ class Daemon:
                     "--config",
                     str(self.config_path),
                     "--log-level",
-                    "debug",
+                    self.log_level,
                 ],
                 stdout=log,
                 stderr=subprocess.STDOUT,
-                env=env,
+                env=self.env,
                 cwd=self.workdir,
             )
         wait_until(self._healthy, timeout=20, what="daemon /healthz", check=self._alive)
@@ -131,6 +137,22 @@ class Daemon:
                 check=self._alive,
             )
         return self
+
+    @property
+    def env(self) -> dict[str, str]:
+        return {**os.environ, "TEST_COBOT_TOKEN": self.cobot.token, "PYTHONUNBUFFERED": "1"}
+
+    def cli(self, *args: str) -> subprocess.CompletedProcess[str]:
+        """Run another `syncd` command with this daemon's config (written if not yet)."""
+        self.write_config()
+        return subprocess.run(
+            [sys.executable, "-m", "syncd", *args, "--config", str(self.config_path)],
+            capture_output=True,
+            text=True,
+            env=self.env,
+            cwd=self.workdir,
+            timeout=60,
+        )
 
     def subscribed_events(self) -> set[str]:
         return {

@@ -60,13 +60,34 @@ class _SessionKey:
     public_key: rsa.RSAPublicKey
 
 
-@pytest.fixture(scope="session")
-def _sandbox_key() -> _SessionKey:
-    """One RSA key for the session: generating or even loading one costs ~40 ms."""
+def new_sandbox_key() -> _SessionKey:
+    """A service-account key pair for emulators (generating one costs ~40 ms)."""
     key_info = generate_service_account_key("http://placeholder.invalid/token")
     private_key = serialization.load_pem_private_key(key_info["private_key"].encode(), None)
     assert isinstance(private_key, rsa.RSAPrivateKey)
     return _SessionKey(key_info, private_key.public_key())
+
+
+def start_sheets_sandbox(
+    key: _SessionKey, key_file: Path, emulator: SheetsEmulator | None = None, **knobs: Any
+) -> SheetsSandbox:
+    """Serve ``emulator`` (default: one built with ``knobs``) with a spreadsheet shared with
+    ``key``'s account, whose key file goes to ``key_file``; stop its `server` after use."""
+    emulator = emulator or SheetsEmulator(**knobs)
+    server = ServerThread(emulator.app()).start()
+    key_info = {**key.key_info, "token_uri": server.url + "/token"}
+    email = emulator.register_service_account(
+        key.public_key, key_info["client_email"], key_info["private_key_id"]
+    )
+    emulator.create_spreadsheet(SPREADSHEET_ID, title="Cobot sync", shared_with={email})
+    write_key_file(key_file, key_info)
+    return SheetsSandbox(emulator, server, key_info, key_file, SPREADSHEET_ID)
+
+
+@pytest.fixture(scope="session")
+def _sandbox_key() -> _SessionKey:
+    """One RSA key for the session."""
+    return new_sandbox_key()
 
 
 @pytest.fixture
@@ -75,17 +96,10 @@ def make_sheets_emulator(tmp_path: Path, _sandbox_key: _SessionKey) -> Iterator[
     running: list[ServerThread] = []
 
     def make(**knobs: Any) -> SheetsSandbox:
-        emulator = SheetsEmulator(**knobs)
-        server = ServerThread(emulator.app()).start()
-        running.append(server)
-        key_info = {**_sandbox_key.key_info, "token_uri": server.url + "/token"}
-        email = emulator.register_service_account(
-            _sandbox_key.public_key, key_info["client_email"], key_info["private_key_id"]
-        )
-        emulator.create_spreadsheet(SPREADSHEET_ID, title="Cobot sync", shared_with={email})
-        key_file = tmp_path / f"service-account-{len(running)}.json"
-        write_key_file(key_file, key_info)
-        return SheetsSandbox(emulator, server, key_info, key_file, SPREADSHEET_ID)
+        key_file = tmp_path / f"service-account-{len(running) + 1}.json"
+        sandbox = start_sheets_sandbox(_sandbox_key, key_file, **knobs)
+        running.append(sandbox.server)
+        return sandbox
 
     yield make
     for server in running:

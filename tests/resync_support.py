@@ -1,0 +1,61 @@
+"""Helpers for the in-process re-sync, backfill and fetching tests.
+
+They wire the production pieces (Store, CobotClient, SheetsWriter) to the emulators of a
+`Daemon` from tests/fixtures_daemon.py without starting `syncd run`: the daemon object only
+supplies the config file pointing at both emulators.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any
+
+from syncd.cobot import CobotClient
+from syncd.config import Settings, load_settings
+from syncd.filelock import sheets_lock_path
+from syncd.sheets import SheetsWriter
+from syncd.store import Store
+from tests.fixtures_daemon import Daemon
+
+#: Cobot settings for tests that count requests, not time: no client-side waiting.
+UNTHROTTLED = {"requests_per_minute": 6000}
+
+
+def settings_of(daemon: Daemon) -> Settings:
+    return load_settings(daemon.write_config(), {"TEST_COBOT_TOKEN": daemon.cobot.token})
+
+
+@dataclass
+class Wiring:
+    settings: Settings
+    store: Store
+    cobot: CobotClient
+    sheets: SheetsWriter
+
+
+@asynccontextmanager
+async def wired(daemon: Daemon) -> AsyncIterator[Wiring]:
+    """The store, Cobot client and Sheets writer the daemon would build from its config."""
+    settings = settings_of(daemon)
+    store = Store.open(settings.state_dir)
+    sheets = SheetsWriter(settings.google, lock_path=sheets_lock_path(settings.state_dir))
+    try:
+        async with CobotClient(settings.cobot) as cobot:
+            yield Wiring(settings, store, cobot, sheets)
+    finally:
+        sheets.close()
+        await store.close()
+
+
+def list_requests(daemon: Daemon, path: str) -> list[Any]:
+    """The simulator's record of GET requests to exactly ``path`` (a list endpoint)."""
+    return [r for r in daemon.cobot.sim.requests() if r.method == "GET" and r.path == path]
+
+
+def single_fetches(daemon: Daemon, prefix: str) -> list[Any]:
+    """GET requests for single resources under ``prefix`` (e.g. ``/api/invoices/``)."""
+    return [
+        r for r in daemon.cobot.sim.requests() if r.method == "GET" and r.path.startswith(prefix)
+    ]

@@ -1,0 +1,165 @@
+"""``syncd demo`` end to end: a subprocess, read through its sheet view's JSON endpoint.
+
+The day itself is also checked without any server: it must exercise every worksheet of the
+example mapping, including a deletion in each of Members, Invoices and Bookings.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+import yaml
+
+from syncd.demo import demo_config, example_config_text, mapping_of
+from syncd.demo_day import SPEEDS, Day, Feed, parse_speed, play
+from syncd.demo_view import HIGHLIGHT_SECONDS, SheetWatcher, Tab
+from syncd.sandbox.cobot import CobotSimulator
+from syncd.sandbox.sheets import SheetsEmulator
+from tests.fixtures_cli import run_syncd
+from tests.fixtures_daemon import EXAMPLE_CONFIG
+from tests.fixtures_demo import MakeDemo, deleted_rows, rows_everywhere, wait_for
+from tests.fixtures_demo import make_demo as make_demo  # a fixture
+
+DELETIONS = ("Members", "Invoices", "Bookings")
+
+
+def test_bundled_example_is_config_example_yaml() -> None:
+    assert example_config_text() == EXAMPLE_CONFIG.read_text(encoding="utf-8"), (
+        "syncd/example_config.yaml (what `syncd demo` uses) drifted from config.example.yaml: "
+        "run  cp config.example.yaml syncd/example_config.yaml"
+    )
+
+
+def test_demo_config_keeps_the_mapping_and_points_at_the_sandboxes(tmp_path: Path) -> None:
+    label, mapping = mapping_of(None)
+    config = demo_config(mapping, tmp_path, "http://127.0.0.1:1", "http://127.0.0.1:2", 3)
+    assert label == "config.example.yaml (bundled)"
+    assert list(config["sheets"]) == ["Members", "Invoices", "Bookings", "Check-ins"]
+    assert config["cobot"]["base_url"] == "http://127.0.0.1:1"
+    assert config["google"]["api_endpoint"] == "http://127.0.0.1:2"
+    assert config["webhook"]["listen"] == "127.0.0.1:3"
+    assert config["state_dir"] == str(tmp_path / "state")
+
+
+def test_own_config_lends_only_its_mapping(tmp_path: Path) -> None:
+    config = yaml.safe_load(EXAMPLE_CONFIG.read_text())
+    config["timezone"] = "Europe/Berlin"
+    path = tmp_path / "mine.yaml"
+    path.write_text(yaml.safe_dump(config))
+    label, mapping = mapping_of(path)
+    assert label == str(path)
+    assert set(mapping) == {"sheets", "timezone"}
+    assert mapping["timezone"] == "Europe/Berlin"
+
+
+def test_a_broken_mapping_is_reported_against_the_users_file(tmp_path: Path) -> None:
+    path = tmp_path / "mine.yaml"
+    path.write_text(
+        yaml.safe_dump(
+            {"sheets": {"Members": {"resource": "membership", "events": ["created_membershp"]}}}
+        )
+    )
+    result = run_syncd("demo", "--config", path, "--no-browser", "--port", "0", cwd=tmp_path)
+    assert result.returncode == 2
+    assert f"{path}: sheets.Members.events: unknown Cobot event 'created_membershp'" in (
+        result.stderr
+    )
+    assert "Traceback" not in result.stderr
+
+
+def test_the_day_touches_every_worksheet_and_deletes_in_three() -> None:
+    sim = CobotSimulator(rate_limits=False)
+    feed = Feed()
+    assert play(Day(sim), feed, lambda seconds: True, SPEEDS["high"])
+    assert feed.snapshot()["finished"]
+    assert len(sim.objects("membership")) == 3  # four joined, one left
+    assert len(sim.objects("invoice")) == 3  # the duplicate was deleted
+    assert len(sim.objects("booking")) == 1  # one was canceled
+    check_ins = sim.objects("check_in")
+    assert len(check_ins) == 3
+    assert all(c["valid_until"] < "9999" for c in check_ins)
+    assert [entry["clock"] for entry in feed.entries] == sorted(e["clock"] for e in feed.entries)
+
+
+def test_a_stop_request_ends_the_day_early() -> None:
+    pauses = iter([True, True, False])
+    feed = Feed()
+    assert not play(Day(CobotSimulator()), feed, lambda seconds: next(pauses), 1.0)
+    assert len(feed.entries) == 2 and not feed.finished
+
+
+@pytest.mark.parametrize(("text", "factor"), [("high", SPEEDS["high"]), ("2.5", 2.5)])
+def test_speed_accepts_names_and_factors(text: str, factor: float) -> None:
+    assert parse_speed(text) == factor
+
+
+@pytest.mark.parametrize("text", ["0", "-1", "warp", "1e9"])
+def test_speed_rejects_nonsense(text: str) -> None:
+    with pytest.raises(ValueError, match="expected a factor"):
+        parse_speed(text)
+
+
+def test_watcher_marks_new_changed_and_deleted_rows() -> None:
+    emulator = SheetsEmulator()
+    emulator.create_spreadsheet("s")
+    emulator.add_sheet("s", "Bookings")
+    headers = ["Title", "From", "Deleted", "URL"]
+    emulator.set_values("s", "Bookings", [headers, ["Workshop", 45818.375, "", "u1"]])
+    now = [100.0]
+    tab = Tab("Bookings", {"From": "datetime"}, "URL", "Deleted")
+    watcher = SheetWatcher(emulator, "s", [tab], clock=lambda: now[0])
+
+    (sheet,) = watcher.state()
+    assert sheet["headers"] == headers
+    (row,) = sheet["rows"]
+    assert row["cells"] == ["Workshop", "2025-06-10 09:00:00", "", "u1"]
+    assert row["new"] and not row["deleted"]
+
+    now[0] += HIGHLIGHT_SECONDS + 1
+    (row,) = watcher.state()[0]["rows"]
+    assert not row["new"] and row["changed"] == []
+
+    emulator.set_values("s", "Bookings", [["Workshop", 45818.375, "2025-06-10T08:00:00Z"]], "A2")
+    (row,) = watcher.state()[0]["rows"]
+    assert row["deleted"] and row["changed"] == [2]
+    assert watcher.state()[0]["deleted_column"] == 2
+
+
+@pytest.mark.e2e
+def test_demo_fills_every_worksheet_and_stops_when_the_duration_ends(make_demo: MakeDemo) -> None:
+    run = make_demo("--duration", "15", "--speed", "high")
+    run.wait_view()
+    wait_for(lambda: rows_everywhere(run), timeout=30, what="rows in all four worksheets")
+    wait_for(
+        lambda: all(deleted_rows(run.sheets()[title]) for title in DELETIONS),
+        timeout=30,
+        what="a flagged deletion in Members, Invoices and Bookings",
+    )
+    sheets = run.sheets()
+    (booking,) = deleted_rows(sheets["Bookings"])
+    row = dict(zip(sheets["Bookings"]["headers"], booking, strict=True))
+    assert re.fullmatch(r"\d{4}-\d\d-\d\d 14:00:00", row["From"])  # a serial, shown as a date
+    assert row["Comments"].startswith("=HYPERLINK(")  # written as text, never as a formula
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", row["Deleted"])
+
+    assert run.wait(timeout=40) == 0, run.text()
+    assert "Stopped." in run.text()
+    assert run.leftovers() == []
+
+
+@pytest.mark.e2e
+def test_ctrl_c_stops_the_daemon_and_the_servers_and_removes_the_files(
+    make_demo: MakeDemo,
+) -> None:
+    run = make_demo("--speed", "high")
+    run.wait_view()
+    wait_for(lambda: bool(run.sheets()["Members"]["rows"]), timeout=30, what="a first row")
+    assert run.leftovers(), "the running daemon and its temporary directory should be seen"
+
+    run.interrupt()
+    assert run.wait(timeout=40) == 0, run.text()
+    assert run.leftovers() == []
+    with pytest.raises(OSError):
+        run.state()
