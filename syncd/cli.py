@@ -216,20 +216,9 @@ def _load(args: argparse.Namespace) -> Settings:
     configure_logging(
         getattr(args, "log_level", None) or settings.logging.level,
         getattr(args, "log_format", None) or settings.logging.format,
-        secrets=_secret_strings(settings),
+        secrets=settings.secret_values(),
     )
     return settings
-
-
-def _secret_strings(settings: Settings) -> list[str]:
-    """Every secret value the log filter must mask."""
-    key = settings.google.service_account_info
-    return [
-        settings.cobot.access_token.reveal(),
-        settings.webhook.secret.reveal(),
-        *(s.reveal() for s in settings.webhook.previous_secrets),
-        *(str(key.get(k, "")) for k in ("private_key", "private_key_id")),
-    ]
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -247,7 +236,7 @@ def _check_config(args: argparse.Namespace) -> int:
     settings, problems = inspect_settings(args.config)
     problems += offline_problems(settings)
     if not args.offline:
-        configure_logging("error", "text", secrets=_secret_strings(settings))
+        configure_logging("error", "text", secrets=settings.secret_values())
         problems += asyncio.run(online_problems(settings))
     for problem in problems:
         print(f"syncd: error: {problem.render(str(args.config))}", file=sys.stderr)

@@ -393,6 +393,16 @@ class Settings:
         """The worksheets a webhook of this event about this kind of resource updates."""
         return [s for s in self.sheets if event in s.events and s.resource == resource]
 
+    def secret_values(self) -> list[str]:
+        """Every secret value, for the log filter to mask wherever it might appear."""
+        key = self.google.service_account_info
+        return [
+            self.cobot.access_token.reveal(),
+            self.webhook.secret.reveal(),
+            *(secret.reveal() for secret in self.webhook.previous_secrets),
+            *(str(key.get(name, "")) for name in ("private_key", "private_key_id")),
+        ]
+
     def filters_for(self, event: str) -> dict[str, Any]:
         """Subscription filters for one event: those its sheets set that the event takes."""
         accepted = EVENTS[event].filters

@@ -18,7 +18,6 @@ from contextlib import AsyncExitStack, suppress
 
 from aiohttp import web
 
-from syncd.cli import _secret_strings
 from syncd.cobot import CobotClient
 from syncd.config import Settings
 from syncd.errors import SyncdError
@@ -137,7 +136,7 @@ async def _start_http(
 def _jobs(
     settings: Settings, store: Store, cobot: CobotClient, sheets: SheetsWriter
 ) -> list[ScheduledJob]:
-    redact = RedactingFilter(_secret_strings(settings)).redact
+    redact = RedactingFilter(settings.secret_values()).redact
 
     async def record_check(summary: str | None, errors: list[str]) -> None:
         """Leave the outcome for `syncd status` (Cobot's error texts may quote a callback URL)."""

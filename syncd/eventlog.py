@@ -20,7 +20,6 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
-from syncd.cli import _secret_strings
 from syncd.config import Column, Settings, SheetSettings
 from syncd.errors import SyncdError
 from syncd.logs import RedactingFilter
@@ -131,7 +130,7 @@ class EventLog:
         self.sheets = sheets
         self.tz = ZoneInfo(settings.timezone)
         self.max_attempts = settings.sync.max_attempts
-        self._redactor = RedactingFilter(_secret_strings(settings))
+        self._redactor = RedactingFilter(settings.secret_values())
 
     async def record(
         self,

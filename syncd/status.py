@@ -21,7 +21,6 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from syncd.cli import _secret_strings
 from syncd.config import Settings, inspect_settings
 from syncd.errors import ConfigError, UsageError
 from syncd.events import EVENTS
@@ -245,7 +244,7 @@ def _value(value: Any, clock: _Clock) -> str:
 
 def _redactor(settings: Settings) -> Redact:
     """Masks whichever secrets the config let us read, in texts that came from outside."""
-    return RedactingFilter(s for s in _secret_strings(settings) if s).redact
+    return RedactingFilter(s for s in settings.secret_values() if s).redact
 
 
 def _redacted(value: Any, redact: Redact) -> Any:
