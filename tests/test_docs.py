@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import re
 
-import pytest
-
 from syncd import docsgen
 from syncd.cli import build_parser
 from syncd.config import schema_key_paths
