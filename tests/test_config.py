@@ -247,3 +247,47 @@ def test_schema_lists_every_key() -> None:
     assert "cobot.access_token_file" in paths
     assert "sheets.<title>.columns" in paths
     assert len(paths) == len(set(paths))
+
+
+@pytest.mark.parametrize(
+    ("replace", "key", "expected"),
+    [
+        (
+            {"subdomain: co-up": "subdomain: co-up\n  time_out: 5"},
+            "cobot.time_out",
+            "unknown key; did you mean 'timeout_seconds'?",
+        ),
+        (
+            {f"access_token: {TOKEN}": "access_token: ${NOT_SET_ANYWHERE}"},
+            "cobot.access_token",
+            "environment variable NOT_SET_ANYWHERE is not set",
+        ),
+        (
+            {"spreadsheet_id: sheet-123": "spreadsheet_id: [a, b]"},
+            "google.spreadsheet_id",
+            "expected a non-empty string",
+        ),
+        ({"  spreadsheet_id: sheet-123\n": ""}, "google.spreadsheet_id", "required key is missing"),
+        (
+            {"secret: s3cret-s3cret-s3cret": "secret_file: /nonexistent/secret"},
+            "webhook.secret_file",
+            "cannot read /nonexistent/secret",
+        ),
+    ],
+    ids=["unknown-key", "missing-env-var", "wrong-type", "missing-required", "unreadable-secret"],
+)
+def test_each_error_class_is_one_line_and_exit_2(
+    tmp_path: Path,
+    key_file: Path,
+    capsys: pytest.CaptureFixture[str],
+    replace: dict[str, str],
+    key: str,
+    expected: str,
+) -> None:
+    path = write_config(tmp_path, key_file, **replace)
+    code, out, err = run_cli(capsys, "check-config", "--offline", "--config", str(path))
+    lines = err.splitlines()
+    assert code == 2
+    assert out == ""
+    assert len(lines) == 1, lines
+    assert lines[0].startswith(f"syncd: error: {path}: {key}: {expected}")
