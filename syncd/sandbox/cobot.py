@@ -27,19 +27,21 @@ from collections import defaultdict, deque
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
 from typing import Any, Literal
 
 import aiohttp
 from aiohttp import web
 from yarl import URL
 
+from syncd.config import inspect_settings
 from syncd.sandbox.cobot_data import (
     JSON,
     CobotDataGenerator,
     cobot_date,
     deleted_booking_payload,
 )
-from syncd.sandbox.servers import ServerThread
+from syncd.sandbox.servers import ServerThread, listen_address_of
 
 DEFAULT_TOKEN = "sandbox-cobot-token"
 DEFAULT_APP = "cobot-syncd"
@@ -1029,6 +1031,14 @@ def _is_absolute_http_url(value: Any) -> bool:
 
 def add_cli_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of `syncd sandbox cobot`."""
+    parser.add_argument(
+        "--config",
+        "-c",
+        type=Path,
+        metavar="FILE",
+        help="serve what this daemon config expects: listen on cobot.base_url and accept "
+        "cobot.access_token (instead of --host, --port and --token)",
+    )
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on")
     parser.add_argument("--port", type=int, default=0, help="port (default: 0, a free one)")
     parser.add_argument(
@@ -1067,6 +1077,10 @@ def add_cli_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run_cli(args: argparse.Namespace) -> int:
     """Serve until SIGINT or SIGTERM, then shut the server down cleanly."""
+    if args.config is not None:
+        settings, _ = inspect_settings(args.config)
+        args.host, args.port = listen_address_of(settings.cobot.base_url, "cobot.base_url")
+        args.token = [settings.cobot.access_token.reveal()]
     tokens = args.token or [DEFAULT_TOKEN]
     sim = CobotSimulator(
         tokens=dict.fromkeys(tokens, args.app_name),

@@ -7,13 +7,17 @@ control) runs in the foreground, so each server gets its own thread and event lo
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import socket
 import threading
 from collections.abc import Awaitable, Callable
 from concurrent.futures import Future
 from typing import Any, TypeVar
+from urllib.parse import urlsplit
 
 from aiohttp import web
+
+from syncd.errors import UsageError
 
 T = TypeVar("T")
 
@@ -77,3 +81,28 @@ class ServerThread:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+def listen_address_of(url: str | None, key: str) -> tuple[str, int]:
+    """Where a sandbox must listen for a daemon config's ``key`` (a URL) to reach it.
+
+    Only plain http on this machine qualifies: a sandbox is never served where a real
+    Cobot or Google is expected.
+    """
+    parts = urlsplit(url or "")
+    host = parts.hostname or ""
+    if parts.scheme != "http" or parts.port is None or not _is_loopback(host):
+        raise UsageError(
+            f"{key} must point at this machine, like http://127.0.0.1:9001, for the sandbox "
+            f"to serve it (got {url or 'nothing'})"
+        )
+    return host, parts.port
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False

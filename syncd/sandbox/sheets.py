@@ -29,6 +29,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, quote, unquote
 
@@ -39,7 +40,8 @@ from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from multidict import MultiMapping
 
 from syncd.a1 import MAX_COLUMNS, A1Error, A1Range, Box, column_letters, parse_a1
-from syncd.sandbox.servers import free_port
+from syncd.config import inspect_settings
+from syncd.sandbox.servers import free_port, listen_address_of
 
 log = logging.getLogger(__name__)
 
@@ -1899,6 +1901,15 @@ def _range_text(title: str, ref: str) -> str:
 
 
 def add_cli_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--config",
+        "-c",
+        type=Path,
+        metavar="FILE",
+        help="serve what this daemon config expects: listen on google.api_endpoint, hold "
+        "google.spreadsheet_id, and accept the key in google.service_account_file (a new one "
+        "is written there if the file does not exist)",
+    )
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on")
     parser.add_argument("--port", type=int, default=8090, help="port (0 picks a free one)")
     parser.add_argument(
@@ -1931,11 +1942,19 @@ def run_cli(args: argparse.Namespace) -> int:
         latency_seconds=args.latency,
         seed=args.seed,
     )
+    if args.config is not None:
+        google = inspect_settings(args.config)[0].google
+        args.host, args.port = listen_address_of(google.api_endpoint, "google.api_endpoint")
+        args.spreadsheet = [google.spreadsheet_id]
+        args.key_file = str(google.service_account_file)
     port = args.port or free_port(args.host)
     url = f"http://{args.host}:{port}"
     for spreadsheet_id in args.spreadsheet:
         emulator.create_spreadsheet(spreadsheet_id, title=args.title)
-    if args.key_file:
+    if args.key_file and Path(args.key_file).exists():
+        # A key from an earlier run: accept it again so a running daemon keeps working.
+        emulator.register_service_account(json.loads(Path(args.key_file).read_text()))
+    elif args.key_file:
         key_info = emulator.create_service_account(url + "/token", args.client_email)
         write_key_file(args.key_file, key_info)
     asyncio.run(_serve_until_signalled(emulator.app(), args.host, port, url))
