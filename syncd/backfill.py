@@ -15,10 +15,9 @@ from collections.abc import Sequence
 from datetime import date
 from typing import TextIO
 
-from syncd.cobot import CobotClient
+from syncd.cobot import MEMBERSHIP_LISTS_PER_MINUTE, CobotClient
 from syncd.config import Settings, SheetSettings
 from syncd.errors import UsageError
-from syncd.fetching import MEMBERSHIP_LISTS_PER_MINUTE
 from syncd.filelock import sheets_lock_path
 from syncd.resync import Progress, ProgressCallback, Resync, SheetSummary
 from syncd.sheets import SheetsWriter

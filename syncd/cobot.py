@@ -152,6 +152,10 @@ class _Reply:
 # --------------------------------------------------------------------------------------------
 
 
+#: Cobot's own limit of the membership listing, below its general 60 per minute.
+MEMBERSHIP_LISTS_PER_MINUTE = 6
+
+
 class CobotClient:
     """Talks to Cobot's v1 API (and API 2 for the few kinds only it serves).
 
@@ -174,6 +178,8 @@ class CobotClient:
             raise ValueError("max_attempts must be at least 1")
         self._settings = settings
         self._budget = budget or RequestBudget(settings.requests_per_minute)
+        #: Cobot limits the membership listing on its own, below the general limit.
+        self.membership_listing_budget = RequestBudget(MEMBERSHIP_LISTS_PER_MINUTE)
         self._metrics = metrics
         self._session = session
         self._owns_session = session is None
@@ -211,6 +217,7 @@ class CobotClient:
 
     async def list_memberships(self, all: bool = True, urgent: bool = False) -> list[JSONObject]:
         """Every membership; ``all`` includes unconfirmed and past ones, not only current."""
+        await self.membership_listing_budget.acquire(urgent=urgent)
         params = {"all": "true"} if all else None
         return await self._list("/api/memberships", params, urgent)
 

@@ -18,36 +18,16 @@ import asyncio
 from collections import defaultdict
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import Any
-from weakref import WeakKeyDictionary
 
 from syncd.cobot import CobotClient, Fetched
 from syncd.errors import SyncdError
-from syncd.ratelimit import RequestBudget
 from syncd.resources import ResourceRef
 
-#: Cobot's own limit of the membership listing, below its general 60 per minute.
-MEMBERSHIP_LISTS_PER_MINUTE = 6
 #: From this many memberships on, one listing is worth its large answer and listing slot.
 MEMBERSHIP_LISTING_MIN = 3
 
 FetchResult = Fetched | SyncdError
 Listing = Callable[[], Awaitable[list[dict[str, Any]]]]
-
-_listing_budgets: WeakKeyDictionary[CobotClient, RequestBudget] = WeakKeyDictionary()
-
-
-def membership_listing_budget(cobot: CobotClient) -> RequestBudget:
-    """The 6/min budget of the membership listing, shared by every caller of this client."""
-    budget = _listing_budgets.get(cobot)
-    if budget is None:
-        budget = _listing_budgets[cobot] = RequestBudget(MEMBERSHIP_LISTS_PER_MINUTE)
-    return budget
-
-
-async def list_all_memberships(cobot: CobotClient, urgent: bool = False) -> list[dict[str, Any]]:
-    """Every membership (``all=true``), within the listing's own rate limit."""
-    await membership_listing_budget(cobot).acquire(urgent=urgent)
-    return await cobot.list_memberships(all=True, urgent=urgent)
 
 
 async def fetch_many(
@@ -69,8 +49,8 @@ async def fetch_many(
         batched.append((invoices, lambda: cobot.list_invoices_by_ids(ids, urgent=urgent)))
         invoices = []
     members = by_kind.pop("membership", [])
-    if len(members) >= MEMBERSHIP_LISTING_MIN and membership_listing_budget(cobot).delay() == 0:
-        batched.append((members, lambda: list_all_memberships(cobot, urgent=urgent)))
+    if len(members) >= MEMBERSHIP_LISTING_MIN and cobot.membership_listing_budget.delay() == 0:
+        batched.append((members, lambda: cobot.list_memberships(all=True, urgent=urgent)))
         members = []
     leftovers = await asyncio.gather(
         *(_from_listing(results, group, listing) for group, listing in batched)

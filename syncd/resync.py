@@ -42,7 +42,6 @@ from syncd.cobot import CobotClient, CobotRequestError
 from syncd.config import Settings, SheetSettings
 from syncd.cron import cron_trigger
 from syncd.events import resource_kind_of_path
-from syncd.fetching import list_all_memberships
 from syncd.mapping import deletion_stamp, row_fingerprint
 from syncd.resources import resource_url
 from syncd.scheduler import ScheduledJob
@@ -298,7 +297,7 @@ class Resync:
     # -- memberships: one complete listing ------------------------------------------------
 
     async def _complete_listing(self, sheet: SheetSettings, summary: SheetSummary) -> None:
-        items = await list_all_memberships(self.cobot)
+        items = await self.cobot.list_memberships(all=True)
         summary.cobot_requests += 1
         listed = self._by_url(sheet.resource, items)
         known = await self.store.all_row_states(sheet.title)

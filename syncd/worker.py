@@ -26,7 +26,7 @@ from syncd.config import Settings, SheetSettings
 from syncd.errors import SyncdError
 from syncd.eventlog import EventLog, is_last_attempt
 from syncd.events import EVENTS, embedded_resource, resource_kind_of_path
-from syncd.fetching import MEMBERSHIP_LISTING_MIN, fetch_many, membership_listing_budget
+from syncd.fetching import MEMBERSHIP_LISTING_MIN, fetch_many
 from syncd.mapping import Row, deletion_stamp, map_row, row_fingerprint
 from syncd.metrics import Metrics
 from syncd.resources import ResourceRef
@@ -289,7 +289,7 @@ class Worker:
         listed = {"invoice"} if counts["invoice"] > 1 else set()
         if (
             counts["membership"] >= MEMBERSHIP_LISTING_MIN
-            and membership_listing_budget(self.cobot).delay() == 0
+            and self.cobot.membership_listing_budget.delay() == 0
         ):
             listed.add("membership")
         return listed

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import math
 
-from syncd.cobot import MAX_LIST_URL_LENGTH, Fetched
-from syncd.fetching import MEMBERSHIP_LISTS_PER_MINUTE, fetch_many
+from syncd.cobot import MAX_LIST_URL_LENGTH, MEMBERSHIP_LISTS_PER_MINUTE, Fetched
+from syncd.fetching import fetch_many
 from syncd.metrics import Metrics
 from syncd.resources import ResourceRef
 from syncd.worker import Worker
