@@ -14,7 +14,7 @@ import contextlib
 import logging
 import random
 import time
-from collections import Counter, defaultdict
+from collections import Counter, defaultdict, deque
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -41,6 +41,10 @@ RETRY_BASE_SECONDS = 5.0
 #: An idle worker still looks at the inbox this often, to notice events that another process
 #: (``syncd replay``, a backfill) made due without waking it.
 IDLE_POLL_SECONDS = 5.0
+#: Rows mapped (about a millisecond's work) between two turns given to the event loop.
+ROWS_PER_YIELD = 50
+#: Longest a full batch waits, in flush intervals, for a flood of webhooks to subside.
+MAX_YIELD_INTERVALS = 10
 
 
 @dataclass
@@ -92,6 +96,8 @@ class Worker:
         self.event_log = EventLog(settings, sheets)
         self._wake = asyncio.Event()
         self._arrivals = 0
+        self._recent_arrivals: deque[float] = deque(maxlen=settings.sync.batch_size)
+        self._last_flush_at = float("-inf")
         self.last_write_at: float | None = None
         self.last_error: str | None = None
         self.last_error_at: float | None = None
@@ -101,7 +107,14 @@ class Worker:
     def wake(self) -> None:
         """Called by the receiver after each commit; a full batch flushes at once."""
         self._arrivals += 1
+        self._recent_arrivals.append(self.clock())
         self._wake.set()
+
+    def _receiver_busy(self) -> bool:
+        """Whether a whole batch of webhooks arrived within the last flush interval."""
+        recent = self._recent_arrivals
+        interval = self.settings.sync.flush_interval_seconds
+        return len(recent) == recent.maxlen and recent[0] > self.clock() - interval
 
     async def run(self, stop: asyncio.Event) -> None:
         """Flush until ``stop`` is set; an in-flight flush always completes first."""
@@ -130,7 +143,25 @@ class Worker:
             if remaining > 0 and self._arrivals < batch_size:
                 await self._wait_for_work(stop, remaining, until_full=True)
                 return
+        else:
+            # A full batch, too, flushes at most once per interval: Google's 60 writes a
+            # minute allow about one flush a second, so flushing faster in a burst only spends
+            # the quota early and takes the event loop from the receiver. Whatever arrives
+            # meanwhile is folded into the next flush (see _same_urls).
+            interval = self.settings.sync.flush_interval_seconds
+            pause = self._last_flush_at + interval - self.clock()
+            if pause > 0:
+                await _sleep_or_stop(stop, pause)
+                return
+            # While webhooks pour in faster than a batch per interval, the receiver, which
+            # shares this event loop, goes first: the flush waits (a while at most), so that
+            # acknowledgements stay quick, and then takes more of the flood in one go.
+            oldest = min(event.received_at for event in events)
+            if self._receiver_busy() and self.clock() < oldest + MAX_YIELD_INTERVALS * interval:
+                await _sleep_or_stop(stop, interval / 10)
+                return
         self._arrivals = 0
+        self._last_flush_at = self.clock()
         await self.flush(events)
 
     async def _wait_for_work(
@@ -156,11 +187,15 @@ class Worker:
     async def flush(self, events: list[InboxEvent]) -> None:
         """Process one batch of due events end to end."""
         started = time.monotonic()
-        events = [*events, *await self._same_urls(events)]
         works, unmapped = self._group(events)
+        works = self._limit_fetches(works)
+        extra = await self._same_urls(works, events)
+        if extra:  # regrouped with the works kept: still one unit of work per URL
+            events = [*events, *extra]
+            works, late = self._group([*(e for work in works for e in work.events), *extra])
+            unmapped += late
         if unmapped:
             log.info("%d event(s) concern no configured worksheet; marked done", len(unmapped))
-        works = self._limit_fetches(works)
         await self._fetch_all(works)
         failed = [work for work in works if work.error is not None]
         ready = [work for work in works if work.error is None]
@@ -250,16 +285,18 @@ class Worker:
                 work.deletion = event
         return list(by_url.values()), unmapped
 
-    async def _same_urls(self, events: list[InboxEvent]) -> list[InboxEvent]:
-        """The other due events about the URLs of ``events``, to be settled by this flush.
+    async def _same_urls(self, works: list[UrlWork], claimed: list[InboxEvent]) -> list[InboxEvent]:
+        """The other due events about the URLs of ``works``, to be settled by this flush.
 
         A URL is fetched once per flush, after all of them arrived, so that one fetch answers
         them all: a burst of several events per resource then costs one fetch and one row
         write per resource, instead of one per claimed batch that holds one of its events.
+        At most a batch of them: the store's one thread also commits incoming webhooks, and a
+        far larger read would hold those acknowledgements up.
         """
         return await self.store.claim_due_for_urls(
-            {event.url for event in events},
-            [event.id for event in events],
+            [work.ref.url for work in works],
+            [event.id for event in claimed],
             self.settings.sync.batch_size,
             self.clock(),
         )
@@ -315,9 +352,10 @@ class Worker:
                 continue
             known = await self.store.row_states(sheet.title, urls)
             batch = batches[sheet.title] = SheetBatch(sheet)
-            for work in works:
-                if sheet in work.sheets:
-                    self._add_row(batch, work, known.get(work.ref.url))
+            for count, work in enumerate(w for w in works if sheet in w.sheets):
+                self._add_row(batch, work, known.get(work.ref.url))
+                if count % ROWS_PER_YIELD == ROWS_PER_YIELD - 1:
+                    await asyncio.sleep(0)  # the receiver shares this loop: let it answer
         return batches
 
     def _add_row(self, batch: SheetBatch, work: UrlWork, known: RowState | None) -> None:
