@@ -7,12 +7,12 @@ install is fixed in one round instead of one error per restart.
 
 from __future__ import annotations
 
-import ipaddress
 from urllib.parse import urlsplit
 
 from syncd.cobot import CobotClient
 from syncd.config import ConfigProblem, Settings
 from syncd.errors import SyncdError
+from syncd.resources import is_loopback_host
 from syncd.sheets import RetryPolicy, SheetsWriter
 from syncd.subscriptions import MASK
 
@@ -39,7 +39,8 @@ def offline_problems(settings: Settings) -> list[ConfigProblem]:
     """Problems that make a valid file unusable in production."""
     problems = []
     public = urlsplit(settings.webhook.public_url)
-    if public.scheme != "https" and not _is_loopback(public.hostname or ""):
+    # Plain http is fine where only this machine can connect (local trials, tests).
+    if public.scheme != "https" and not is_loopback_host(public.hostname or ""):
         problems.append(
             ConfigProblem(
                 "webhook.public_url",
@@ -93,13 +94,3 @@ def _can_check_cobot(settings: Settings) -> bool:
 
 def _can_check_sheets(settings: Settings) -> bool:
     return bool(settings.google.service_account_info and settings.google.spreadsheet_id)
-
-
-def _is_loopback(host: str) -> bool:
-    """Plain http is fine where only this machine can connect (local trials, tests)."""
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False

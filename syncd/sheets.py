@@ -519,16 +519,10 @@ class SheetsWriter:
         if key_column is not None:
             letters = column_letters(key_column + 1)
             ranges.append(f"{title}!{letters}:{letters}")
-        params = {"majorDimension": "COLUMNS"}
-        response = await self._request(
-            _BATCH_GET,
-            lambda http: http.values_batch_get(self._id, ranges, params=dict(params)),
-            stats,
-        )
-        value_ranges = response.get("valueRanges", [])
-        columns = value_ranges[0].get("values", []) if value_ranges else []
+        value_ranges = await self._batch_get_columns(ranges, stats)
+        columns = value_ranges[0] if value_ranges else []
         header = [_text(column[0]) if column else "" for column in columns]
-        keys = value_ranges[1].get("values", [[]]) if len(value_ranges) > 1 else [[]]
+        keys = value_ranges[1] if len(value_ranges) > 1 else []
         return header, [_text(cell) for cell in (keys[0] if keys else [])]
 
     async def _restore_key_header(
@@ -571,15 +565,18 @@ class SheetsWriter:
 
     async def _read_columns(self, worksheet: _Worksheet, stats: _Stats) -> list[list[Any]]:
         """Every used cell of the worksheet, column by column (1 read)."""
-        ranges = [_quote_title(worksheet.title)]
+        value_ranges = await self._batch_get_columns([_quote_title(worksheet.title)], stats)
+        return value_ranges[0] if value_ranges else []
+
+    async def _batch_get_columns(self, ranges: list[str], stats: _Stats) -> list[list[list[Any]]]:
+        """One ``values:batchGet`` (1 read): each range's cells, column by column."""
         params = {"majorDimension": "COLUMNS"}
         response = await self._request(
             _BATCH_GET,
             lambda http: http.values_batch_get(self._id, ranges, params=dict(params)),
             stats,
         )
-        value_ranges = response.get("valueRanges", [])
-        return value_ranges[0].get("values", []) if value_ranges else []
+        return [value_range.get("values", []) for value_range in response.get("valueRanges", [])]
 
     async def _add_missing_headers(
         self, sheet: SheetSettings, worksheet: _Worksheet, header: list[str], stats: _Stats

@@ -7,7 +7,6 @@ control) runs in the foreground, so each server gets its own thread and event lo
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 import socket
 import threading
 from collections.abc import Awaitable, Callable
@@ -18,6 +17,7 @@ from urllib.parse import urlsplit
 from aiohttp import web
 
 from syncd.errors import UsageError
+from syncd.resources import is_loopback_host
 
 T = TypeVar("T")
 
@@ -91,18 +91,9 @@ def listen_address_of(url: str | None, key: str) -> tuple[str, int]:
     """
     parts = urlsplit(url or "")
     host = parts.hostname or ""
-    if parts.scheme != "http" or parts.port is None or not _is_loopback(host):
+    if parts.scheme != "http" or parts.port is None or not is_loopback_host(host):
         raise UsageError(
             f"{key} must point at this machine, like http://127.0.0.1:9001, for the sandbox "
             f"to serve it (got {url or 'nothing'})"
         )
     return host, parts.port
-
-
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
