@@ -100,7 +100,6 @@ class Worker:
         self._last_flush_at = float("-inf")
         self.last_write_at: float | None = None
         self.last_error: str | None = None
-        self.last_error_at: float | None = None
 
     # -- scheduling ------------------------------------------------------------------------
 
@@ -434,7 +433,7 @@ class Worker:
             await self.store.reschedule(ids, error, self.clock() + delay)
 
     def _record_error(self, error: str) -> None:
-        self.last_error, self.last_error_at = error, self.clock()
+        self.last_error = error
 
 
 def sheet_row(
