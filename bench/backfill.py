@@ -31,7 +31,7 @@ if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.report import machine
-from syncd.cobot import MEMBERSHIP_LISTS_PER_MINUTE
+from syncd.cobot.client import MEMBERSHIP_LISTS_PER_MINUTE
 from tests.fixtures_cobot import start_cobot_sandbox
 from tests.fixtures_daemon import Daemon, example_sheets
 from tests.fixtures_sheets import new_sandbox_key, start_sheets_sandbox

@@ -13,7 +13,7 @@ import sys
 
 from aiohttp import web
 
-from syncd.receiver import web_site_kwargs
+from syncd.intake.receiver import web_site_kwargs
 
 
 async def _answer(request: web.Request) -> web.Response:

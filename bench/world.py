@@ -23,11 +23,11 @@ from typing import Any
 from aiohttp import web
 
 from bench.sender import Webhook
-from syncd.a1 import parse_a1
-from syncd.config import SCHEMA, Key, SheetSettings, load_settings
-from syncd.sandbox.cobot import CobotSimulator, RequestRecord
-from syncd.sandbox.sheets import SheetsEmulator
-from syncd.store import DB_FILENAME
+from syncd.config.settings import SCHEMA, Key, SheetSettings, load_settings
+from syncd.sandbox.cobot.server import CobotSimulator, RequestRecord
+from syncd.sandbox.sheets.server import SheetsEmulator
+from syncd.sheets.a1 import parse_a1
+from syncd.store.database import DB_FILENAME
 from tests.fixtures_cobot import CobotSandbox, start_cobot_sandbox
 from tests.fixtures_daemon import Daemon, example_sheets
 from tests.fixtures_sheets import SheetsSandbox, new_sandbox_key, start_sheets_sandbox

@@ -15,9 +15,9 @@ from datetime import date
 from pathlib import Path
 
 from syncd import __version__
-from syncd.config import Settings, load_settings
-from syncd.errors import SyncdError
-from syncd.logs import configure_logging
+from syncd.config.settings import Settings, load_settings
+from syncd.core.errors import SyncdError
+from syncd.ops.logs import configure_logging
 
 log = logging.getLogger("syncd")
 
@@ -145,13 +145,13 @@ def build_parser() -> argparse.ArgumentParser:
     for name, module, summary in (
         (
             "demo",
-            "syncd.demo",
+            "syncd.sandbox.demo.command",
             "Watch a simulated coworking day sync into an emulated spreadsheet: no accounts, "
             "no network.",
         ),
         (
             "preview",
-            "syncd.preview",
+            "syncd.commands.preview",
             "Show the row the mapping makes from a sample or a Cobot URL; no sheet is touched.",
         ),
     ):
@@ -168,12 +168,12 @@ def build_parser() -> argparse.ArgumentParser:
     for name, module, summary in (
         (
             "cobot",
-            "syncd.sandbox.cobot",
+            "syncd.sandbox.cobot.server",
             "The Cobot API simulator (API, subscriptions, webhook sender).",
         ),
         (
             "sheets",
-            "syncd.sandbox.sheets",
+            "syncd.sandbox.sheets.server",
             "The Google Sheets API v4 emulator with its OAuth2 token endpoint.",
         ),
     ):
@@ -222,7 +222,7 @@ def _load(args: argparse.Namespace) -> Settings:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from syncd.daemon import run_daemon
+    from syncd.ops.daemon import run_daemon
 
     settings = _load(args)
     asyncio.run(run_daemon(settings))
@@ -230,8 +230,13 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _check_config(args: argparse.Namespace) -> int:
-    from syncd.checks import describe_plan, offline_problems, online_problems, skipped_checks
-    from syncd.config import inspect_settings
+    from syncd.commands.check_config import (
+        describe_plan,
+        offline_problems,
+        online_problems,
+        skipped_checks,
+    )
+    from syncd.config.settings import inspect_settings
 
     settings, problems = inspect_settings(args.config)
     problems += offline_problems(settings)
@@ -254,13 +259,13 @@ def _check_config(args: argparse.Namespace) -> int:
 
 
 def _status(args: argparse.Namespace) -> int:
-    from syncd.status import print_status
+    from syncd.ops.status import print_status
 
     return print_status(args.config, as_json=args.json)
 
 
 def _replay(args: argparse.Namespace) -> int:
-    from syncd.status import run_replay
+    from syncd.ops.status import run_replay
 
     return run_replay(args.config, ids=args.ids, event=args.event, everything=args.all)
 
@@ -273,7 +278,7 @@ def _day(text: str) -> date:
 
 
 def _backfill(args: argparse.Namespace) -> int:
-    from syncd.backfill import cli_backfill
+    from syncd.engine.backfill import cli_backfill
 
     # Progress and the summary tell the story; --log-level info shows every step.
     args.log_level = args.log_level or "warning"
@@ -283,7 +288,7 @@ def _backfill(args: argparse.Namespace) -> int:
 
 def _subscriptions(action: str) -> Handler:
     def handler(args: argparse.Namespace) -> int:
-        from syncd import subscriptions
+        from syncd.cobot import subscriptions
 
         settings = _load(args)
         run = {

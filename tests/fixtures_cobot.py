@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from syncd.sandbox.cobot import CobotSimulator
+from syncd.sandbox.cobot.server import CobotSimulator
 from syncd.sandbox.servers import ServerThread
 
 COBOT_TOKEN = "test-cobot-token-0123456789"

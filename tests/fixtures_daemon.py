@@ -210,7 +210,7 @@ class Daemon:
     def inbox_empty(self) -> bool:
         import sqlite3
 
-        from syncd.store import DB_FILENAME
+        from syncd.store.database import DB_FILENAME
 
         with sqlite3.connect(self.state_dir / DB_FILENAME) as conn:
             (pending,) = conn.execute(

@@ -11,7 +11,7 @@ from typing import Any
 
 import yaml
 
-from syncd.docsgen import OPTIONAL_MARKER
+from syncd.commands.docsgen import OPTIONAL_MARKER
 from tests.fixtures_daemon import EXAMPLE_CONFIG
 
 

@@ -23,9 +23,9 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from syncd.gclient import gspread_client
 from syncd.sandbox.servers import ServerThread
-from syncd.sandbox.sheets import SheetsEmulator, generate_service_account_key, write_key_file
+from syncd.sandbox.sheets.server import SheetsEmulator, generate_service_account_key, write_key_file
+from syncd.sheets.gclient import gspread_client
 
 SPREADSHEET_ID = "1SandboxSpreadsheet0123456789abcdefghijklmn"
 TEST_TIMEOUT = (5.0, 10.0)

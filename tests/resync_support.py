@@ -12,11 +12,11 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
-from syncd.cobot import CobotClient
-from syncd.config import Settings, load_settings
-from syncd.filelock import sheets_lock_path
-from syncd.sheets import SheetsWriter
-from syncd.store import Store
+from syncd.cobot.client import CobotClient
+from syncd.config.settings import Settings, load_settings
+from syncd.sheets.writer import SheetsWriter
+from syncd.store.database import Store
+from syncd.store.filelock import sheets_lock_path
 from tests.fixtures_daemon import Daemon
 
 #: Cobot settings for tests that count requests, not time: no client-side waiting.

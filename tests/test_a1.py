@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from syncd.a1 import (
+from syncd.sheets.a1 import (
     MAX_COLUMNS,
     A1Error,
     A1Range,

@@ -7,9 +7,9 @@ from datetime import date
 
 import pytest
 
-from syncd.backfill import ProgressDisplay, summary_lines
 from syncd.cli import build_parser
-from syncd.resync import Progress, SheetSummary, Window
+from syncd.engine.backfill import ProgressDisplay, summary_lines
+from syncd.engine.resync import Progress, SheetSummary, Window
 from tests.fixtures_daemon import MakeDaemon
 from tests.resync_support import settings_of
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from syncd.sandbox.cobot import AppToken
+from syncd.sandbox.cobot.server import AppToken
 from tests.fixtures_cli import daemon_config, run_syncd, write_config
 from tests.fixtures_cobot import COBOT_APP, COBOT_TOKEN, MakeCobotSim
 from tests.fixtures_daemon import WEBHOOK_SECRET, MakeDaemon

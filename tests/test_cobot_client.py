@@ -17,7 +17,7 @@ from aioresponses import aioresponses
 from aioresponses import core as aioresponses_core
 from yarl import URL
 
-from syncd.cobot import (
+from syncd.cobot.client import (
     MAX_LIST_URL_LENGTH,
     CobotAuthError,
     CobotClient,
@@ -30,10 +30,10 @@ from syncd.cobot import (
     SubscriptionExists,
     SubscriptionRejected,
 )
-from syncd.config import CobotSettings, Secret
-from syncd.metrics import Metrics
-from syncd.ratelimit import RequestBudget
-from syncd.resources import ResourceRef, parse_resource_url
+from syncd.config.settings import CobotSettings, Secret
+from syncd.core.budget import RequestBudget
+from syncd.core.metrics import Metrics
+from syncd.intake.resources import ResourceRef, parse_resource_url
 
 TOKEN = "tok-SuperSecret-0123456789"
 BASE = "https://co-up.cobot.me"

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from syncd.cli import main
-from syncd.config import load_settings, schema_key_paths
-from syncd.errors import ConfigError
+from syncd.config.settings import load_settings, schema_key_paths
+from syncd.core.errors import ConfigError
 
 TOKEN = "cobot-token-for-config-tests"
 

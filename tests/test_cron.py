@@ -7,7 +7,7 @@ from itertools import pairwise
 
 import pytest
 
-from syncd.cron import cron_trigger
+from syncd.config.cron import cron_trigger
 
 MONDAY = datetime(2025, 6, 16, 12, 0, tzinfo=UTC)
 

@@ -12,11 +12,11 @@ from pathlib import Path
 import pytest
 import yaml
 
-from syncd.demo import demo_config, example_config_text, mapping_of
-from syncd.demo_day import SPEEDS, Day, Feed, parse_speed, play
-from syncd.demo_view import HIGHLIGHT_SECONDS, SheetWatcher, Tab
-from syncd.sandbox.cobot import CobotSimulator
-from syncd.sandbox.sheets import SheetsEmulator
+from syncd.sandbox.cobot.server import CobotSimulator
+from syncd.sandbox.demo.command import demo_config, example_config_text, mapping_of
+from syncd.sandbox.demo.day import SPEEDS, Day, Feed, parse_speed, play
+from syncd.sandbox.demo.view import HIGHLIGHT_SECONDS, SheetWatcher, Tab
+from syncd.sandbox.sheets.server import SheetsEmulator
 from tests.fixtures_cli import run_syncd
 from tests.fixtures_daemon import EXAMPLE_CONFIG
 from tests.fixtures_demo import MakeDemo, deleted_rows, rows_everywhere, wait_for

@@ -1,19 +1,19 @@
 """The documentation keeps up with the code: every config key, Cobot event and command.
 
 README.md is checked for a "Configuration reference", a "Cobot events" and a "Commands"
-section whose generated tables equal what ``syncd.docsgen`` makes now (refresh them with
-``python -m syncd.docsgen --update README.md``), like a CLI whose undocumented command fails
-the build.
+section whose generated tables equal what ``syncd.commands.docsgen`` makes now (refresh them with
+``python -m syncd.commands.docsgen --update README.md``), like a CLI whose undocumented command
+fails the build.
 """
 
 from __future__ import annotations
 
 import re
 
-from syncd import docsgen
 from syncd.cli import build_parser
-from syncd.config import schema_key_paths
-from syncd.events import EVENTS
+from syncd.commands import docsgen
+from syncd.config.settings import schema_key_paths
+from syncd.core.events import EVENTS
 from tests.fixtures_daemon import EXAMPLE_CONFIG, REPO
 from tests.test_events import DOC, documented_events
 
@@ -118,7 +118,7 @@ def test_readme_documents_every_command() -> None:
 def test_readme_tables_are_the_generated_ones() -> None:
     found = docsgen.blocks_in(readme_text())
     stale = [name for name in docsgen.GENERATED if found.get(name) != docsgen.block(name)]
-    assert stale == [], "run: python -m syncd.docsgen --update README.md"
+    assert stale == [], "run: python -m syncd.commands.docsgen --update README.md"
 
 
 def test_readme_sections_fall_under_their_headings() -> None:

@@ -12,8 +12,8 @@ from typing import Any
 
 import pytest
 
-from syncd.resync import checkpoint_key
-from syncd.store import Store
+from syncd.engine.resync import checkpoint_key
+from syncd.store.database import Store
 from tests.fixtures_daemon import Daemon, MakeDaemon, example_sheets, wait_until
 from tests.resync_support import UNTHROTTLED, list_requests
 from tests.test_e2e_pipeline import by_url, fast_daemon, settle

@@ -9,13 +9,13 @@ from typing import Any
 
 import pytest
 
-from syncd.cobot import CobotClient
-from syncd.config import load_settings
-from syncd.daemon import _jobs
-from syncd.sandbox.cobot import Delivery
-from syncd.sheets import SheetsWriter
-from syncd.status import SUBSCRIPTIONS_CHECK_META
-from syncd.store import Store
+from syncd.cobot.client import CobotClient
+from syncd.config.settings import load_settings
+from syncd.ops.daemon import _jobs
+from syncd.ops.status import SUBSCRIPTIONS_CHECK_META
+from syncd.sandbox.cobot.server import Delivery
+from syncd.sheets.writer import SheetsWriter
+from syncd.store.database import Store
 from tests.fixtures_cobot import COBOT_APP
 from tests.fixtures_daemon import WEBHOOK_SECRET, Daemon, MakeDaemon, wait_until
 from tests.test_e2e_pipeline import by_url, fast_daemon, settle

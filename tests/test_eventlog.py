@@ -13,13 +13,13 @@ from typing import Any
 
 import pytest
 
-from syncd.cobot import CobotClient
-from syncd.config import load_settings
-from syncd.eventlog import KEY_HEADER
-from syncd.metrics import Metrics
-from syncd.sheets import SheetsWriter
-from syncd.store import InboxEvent, Store
-from syncd.worker import Worker
+from syncd.cobot.client import CobotClient
+from syncd.config.settings import load_settings
+from syncd.core.metrics import Metrics
+from syncd.engine.eventlog import KEY_HEADER
+from syncd.engine.worker import Worker
+from syncd.sheets.writer import SheetsWriter
+from syncd.store.database import InboxEvent, Store
 from tests.fixtures_daemon import WEBHOOK_SECRET, Daemon, MakeDaemon
 
 LOG = "Event log"

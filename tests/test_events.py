@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from syncd.events import EVENTS, embedded_resource
+from syncd.core.events import EVENTS, embedded_resource
 
 DOC = Path(__file__).parents[2] / "shared" / "cobot-webhooks.txt"
 

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from syncd.checks import offline_problems
-from syncd.config import Settings, load_settings
-from syncd.events import EVENTS
+from syncd.commands.check_config import offline_problems
+from syncd.config.settings import Settings, load_settings
+from syncd.core.events import EVENTS
 from tests.fixtures_example import example_lines, optional_block_lines, uncommented_example
 from tests.test_events import DOC, documented_events
 

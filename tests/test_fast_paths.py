@@ -18,12 +18,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from syncd.mapping import SHEETS_EPOCH, to_cell
-from syncd.metrics import Metrics
-from syncd.receiver import RedactedAccessLogger
-from syncd.resources import InvalidResourceURL, parse_resource_url
-from syncd.store import Store
-from syncd.worker import Worker
+from syncd.core.metrics import Metrics
+from syncd.engine.worker import Worker
+from syncd.intake.receiver import RedactedAccessLogger
+from syncd.intake.resources import InvalidResourceURL, parse_resource_url
+from syncd.mapping.cells import SHEETS_EPOCH, to_cell
+from syncd.store.database import Store
 from tests.fixtures_daemon import MakeDaemon
 from tests.resync_support import single_fetches, wired
 from tests.test_ordering import FakeCobot, FakeSheets, worker_settings

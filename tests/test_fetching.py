@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import math
 
-from syncd.cobot import MAX_LIST_URL_LENGTH, MEMBERSHIP_LISTS_PER_MINUTE, Fetched
-from syncd.fetching import fetch_many
-from syncd.metrics import Metrics
-from syncd.resources import ResourceRef
-from syncd.worker import Worker
+from syncd.cobot.client import MAX_LIST_URL_LENGTH, MEMBERSHIP_LISTS_PER_MINUTE, Fetched
+from syncd.cobot.fetching import fetch_many
+from syncd.core.metrics import Metrics
+from syncd.engine.worker import Worker
+from syncd.intake.resources import ResourceRef
 from tests.fixtures_daemon import Daemon, MakeDaemon
 from tests.resync_support import UNTHROTTLED, Wiring, list_requests, single_fetches, wired
 from tests.test_e2e_pipeline import by_url

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from syncd.filelock import file_lock
+from syncd.store.filelock import file_lock
 from tests.fixtures_sheets import SheetsSandbox
 from tests.test_sheets_writer import MEMBERS, members, new_writer
 

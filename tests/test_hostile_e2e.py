@@ -22,10 +22,10 @@ import pytest
 import requests
 from aiohttp import web
 
-from syncd.metrics import Metrics
-from syncd.receiver import ROUTE_NAME, build_receiver_app
+from syncd.core.metrics import Metrics
+from syncd.intake.receiver import ROUTE_NAME, build_receiver_app
 from syncd.sandbox.servers import ServerThread
-from syncd.store import DB_FILENAME, Store
+from syncd.store.database import DB_FILENAME, Store
 from tests.fixtures_daemon import Daemon, MakeDaemon
 from tests.test_chaos import NO_RESYNC
 from tests.test_e2e_pipeline import by_url, fast_daemon, settle

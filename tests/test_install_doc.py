@@ -18,8 +18,8 @@ import pytest
 import yaml
 
 from syncd.cli import main
-from syncd.receiver import MAX_BODY_BYTES
-from syncd.store import Store
+from syncd.intake.receiver import MAX_BODY_BYTES
+from syncd.store.database import Store
 from tests.fixtures_cli import local_example_config
 from tests.fixtures_daemon import EXAMPLE_CONFIG, REPO
 

@@ -11,8 +11,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from syncd.config import Column, SheetSettings
-from syncd.mapping import (
+from syncd.config.settings import Column, SheetSettings
+from syncd.mapping.cells import (
     deletion_stamp,
     map_row,
     missing_paths,

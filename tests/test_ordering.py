@@ -19,13 +19,13 @@ from typing import Any
 import pytest
 import yaml
 
-from syncd.cobot import Fetched
-from syncd.config import Settings, SheetSettings, load_settings
-from syncd.mapping import Row
-from syncd.metrics import Metrics
-from syncd.resources import ResourceRef
-from syncd.store import Store
-from syncd.worker import Worker
+from syncd.cobot.client import Fetched
+from syncd.config.settings import Settings, SheetSettings, load_settings
+from syncd.core.metrics import Metrics
+from syncd.engine.worker import Worker
+from syncd.intake.resources import ResourceRef
+from syncd.mapping.cells import Row
+from syncd.store.database import Store
 from tests.fixtures_daemon import MakeDaemon, example_sheets
 from tests.test_e2e_pipeline import by_url, fast_daemon, settle
 

@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 from syncd.cli import main
-from syncd.preview import sample_names
+from syncd.commands.preview import sample_names
 from tests.fixtures_cli import run_syncd
 from tests.fixtures_cobot import CobotSandbox
 from tests.fixtures_daemon import EXAMPLE_CONFIG

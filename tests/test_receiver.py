@@ -21,16 +21,16 @@ from hypothesis import HealthCheck, given
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
-from syncd import receiver
-from syncd.config import Settings, load_settings
-from syncd.metrics import Metrics
-from syncd.receiver import (
+from syncd.config.settings import Settings, load_settings
+from syncd.core.metrics import Metrics
+from syncd.intake import receiver
+from syncd.intake.receiver import (
     MAX_BODY_BYTES,
     build_receiver_app,
     web_server_kwargs,
     web_site_kwargs,
 )
-from syncd.store import DB_FILENAME, Store
+from syncd.store.database import DB_FILENAME, Store
 
 SECRET = "current-secret-0123456789abcdef"
 PREVIOUS = "previous-secret-0123456789abcdef"

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from syncd.config import CobotSettings, Secret
-from syncd.resources import InvalidResourceURL, parse_resource_url, resource_url
+from syncd.config.settings import CobotSettings, Secret
+from syncd.intake.resources import InvalidResourceURL, parse_resource_url, resource_url
 
 HTTPS = CobotSettings(
     subdomain="co-up",

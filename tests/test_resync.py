@@ -8,13 +8,13 @@ from itertools import pairwise
 
 import pytest
 
-from syncd import resync
-from syncd.cobot import CobotForbidden
-from syncd.config import load_settings
-from syncd.cron import cron_trigger
-from syncd.errors import ConfigError
-from syncd.metrics import Metrics
-from syncd.resync import (
+from syncd.cobot.client import CobotForbidden
+from syncd.config.cron import cron_trigger
+from syncd.config.settings import load_settings
+from syncd.core.errors import ConfigError
+from syncd.core.metrics import Metrics
+from syncd.engine import resync
+from syncd.engine.resync import (
     BOOKING_HORIZON_DAYS,
     Resync,
     SheetSummary,
@@ -23,8 +23,8 @@ from syncd.resync import (
     default_span,
     safety_stop_key,
 )
-from syncd.store import Store
-from syncd.worker import Worker
+from syncd.engine.worker import Worker
+from syncd.store.database import Store
 from tests.fixtures_daemon import Daemon, MakeDaemon
 from tests.resync_support import UNTHROTTLED, Wiring, list_requests, settings_of, wired
 from tests.test_e2e_pipeline import by_url

@@ -25,14 +25,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import syncd
-from syncd.sandbox.cobot import (
+from syncd.sandbox.cobot.data import HOSTILE_VALUES, CobotDataGenerator
+from syncd.sandbox.cobot.server import (
     DEFAULT_RETRY_SCHEDULE,
     EVENTS,
     AppToken,
     CobotSimulator,
     membership_update_events,
 )
-from syncd.sandbox.cobot_data import HOSTILE_VALUES, CobotDataGenerator
 from syncd.sandbox.servers import ServerThread
 from tests.fixtures_cobot import COBOT_APP, CobotSandbox, MakeCobotSim
 
@@ -771,7 +771,7 @@ def test_hostile_values_only_on_request() -> None:
 
 CLI_SCRIPT = """
 import argparse, sys
-from syncd.sandbox.cobot import add_cli_arguments, run_cli
+from syncd.sandbox.cobot.server import add_cli_arguments, run_cli
 parser = argparse.ArgumentParser()
 add_cli_arguments(parser)
 sys.exit(run_cli(parser.parse_args(sys.argv[1:])))

@@ -21,12 +21,12 @@ from google.oauth2 import service_account
 from gspread.exceptions import APIError, SpreadsheetNotFound, WorksheetNotFound
 from gspread.utils import InsertDataOption, ValueInputOption, ValueRenderOption
 
-from syncd.gclient import SCOPES, authorized_session, gspread_client
-from syncd.sandbox.sheets import (
+from syncd.sandbox.sheets.server import (
     DateSerial,
     Formula,
     generate_service_account_key,
 )
+from syncd.sheets.gclient import SCOPES, authorized_session, gspread_client
 from tests.fixtures_sheets import MakeSheetsEmulator, SheetsSandbox
 
 RAW = ValueInputOption.raw
@@ -753,7 +753,7 @@ def test_cli_serves_until_signalled(tmp_path: Path, signum: signal.Signals) -> N
     key_file = tmp_path / "key.json"
     script = (
         "import argparse, sys\n"
-        "from syncd.sandbox.sheets import add_cli_arguments, run_cli\n"
+        "from syncd.sandbox.sheets.server import add_cli_arguments, run_cli\n"
         "parser = argparse.ArgumentParser()\n"
         "add_cli_arguments(parser)\n"
         "sys.exit(run_cli(parser.parse_args(sys.argv[1:])))\n"

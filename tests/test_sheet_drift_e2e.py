@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from syncd.a1 import column_letters
+from syncd.sheets.a1 import column_letters
 from tests.fixtures_daemon import Daemon, MakeDaemon
 from tests.test_e2e_pipeline import fast_daemon, settle
 from tests.test_sheets_writer import User, table

@@ -16,13 +16,13 @@ from typing import Any
 import gspread
 import pytest
 
-from syncd import sheets as sheets_module
-from syncd.config import Column, GoogleSettings, SheetSettings
-from syncd.mapping import Row
-from syncd.ratelimit import RequestBudget
+from syncd.config.settings import Column, GoogleSettings, SheetSettings
+from syncd.core.budget import RequestBudget
+from syncd.mapping.cells import Row
 from syncd.sandbox.servers import free_port
-from syncd.sandbox.sheets import Formula, generate_service_account_key
-from syncd.sheets import (
+from syncd.sandbox.sheets.server import Formula, generate_service_account_key
+from syncd.sheets import writer as sheets_module
+from syncd.sheets.writer import (
     RetryPolicy,
     SheetsAuthError,
     SheetsNotFoundError,

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from syncd.cli import main
-from syncd.store import DB_FILENAME, Store
+from syncd.store.database import DB_FILENAME, Store
 from tests.fixtures_cli import local_example_config, run_syncd, write_config
 from tests.fixtures_daemon import WEBHOOK_SECRET, MakeDaemon, wait_until
 from tests.test_e2e_pipeline import fast_daemon, settle

@@ -15,8 +15,8 @@ from typing import Any
 
 import pytest
 
-from syncd.errors import StateStoreError
-from syncd.store import (
+from syncd.core.errors import StateStoreError
+from syncd.store.database import (
     DB_FILENAME,
     SCHEMA_VERSION,
     DeadLetter,
@@ -238,7 +238,7 @@ async def test_close_lets_waiting_enqueues_finish(state_dir: Path) -> None:
 DURABILITY_SCRIPT = """
 import asyncio, sys
 from pathlib import Path
-from syncd.store import Store
+from syncd.store.database import Store
 
 async def main():
     store = Store.open(Path(sys.argv[1]))

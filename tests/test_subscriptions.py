@@ -13,10 +13,8 @@ from typing import Any, cast
 import pytest
 import yaml
 
-from syncd.cobot import CobotClient, Subscription, SubscriptionExists
-from syncd.config import Secret, Settings, load_settings
-from syncd.sandbox import cobot as sandbox_cobot
-from syncd.subscriptions import (
+from syncd.cobot.client import CobotClient, Subscription, SubscriptionExists
+from syncd.cobot.subscriptions import (
     callback_url,
     cli_delete_all_ours,
     cli_list,
@@ -27,6 +25,8 @@ from syncd.subscriptions import (
     mask_callback,
     reconcile,
 )
+from syncd.config.settings import Secret, Settings, load_settings
+from syncd.sandbox.cobot import server as sandbox_cobot
 from tests.fixtures_cobot import CobotSandbox
 
 PUBLIC = "https://sync.example.org/cobot"

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from syncd.notify import SystemdNotifier, watchdog_loop
+from syncd.ops.notify import SystemdNotifier, watchdog_loop
 
 ROOT = Path(__file__).resolve().parent.parent
 UNIT = ROOT / "systemd" / "cobot-syncd.service"
@@ -127,7 +127,7 @@ def test_unit_runs_the_daemon_as_a_notify_service() -> None:
 
 def test_stop_timeout_covers_the_bounded_drain() -> None:
     """systemd must not SIGKILL the daemon while it is still allowed to finish a flush."""
-    from syncd.daemon import DRAIN_TIMEOUT_SECONDS
+    from syncd.ops.daemon import DRAIN_TIMEOUT_SECONDS
 
     stop_timeout = seconds(unit_settings()["TimeoutStopSec"][0])
     assert stop_timeout >= DRAIN_TIMEOUT_SECONDS + 10

@@ -13,11 +13,11 @@ from pathlib import Path
 
 import pytest
 
-from syncd.testhooks import CRASH_ENV, CRASH_EXIT_CODE, crash_marker, crash_point
+from syncd.engine.testhooks import CRASH_ENV, CRASH_EXIT_CODE, crash_marker, crash_point
 from tests.fixtures_daemon import MakeDaemon, wait_until
 from tests.test_e2e_pipeline import by_url, fast_daemon, settle
 
-CRASH_SCRIPT = "from syncd.testhooks import crash_point; crash_point('{name}', {dir!r})"
+CRASH_SCRIPT = "from syncd.engine.testhooks import crash_point; crash_point('{name}', {dir!r})"
 
 
 def run_crash_point(name: str, state_dir: Path, env_value: str | None) -> int:

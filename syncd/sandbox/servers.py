@@ -16,8 +16,8 @@ from urllib.parse import urlsplit
 
 from aiohttp import web
 
-from syncd.errors import UsageError
-from syncd.resources import is_loopback_host
+from syncd.core.errors import UsageError
+from syncd.intake.resources import is_loopback_host
 
 T = TypeVar("T")
 

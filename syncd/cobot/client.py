@@ -1,0 +1,605 @@
+"""The Cobot API client: the only code in the daemon that holds the access token.
+
+Every request goes through ``CobotClient._send``, which refuses any URL outside the configured
+Cobot origins, so the bearer token can never travel to a host named by a webhook body, a
+subscription or a redirect (redirects are never followed). Requests draw from a
+``RequestBudget`` shared with every other Cobot caller, so webhook fetches, re-syncs and
+backfills together stay within Cobot's per-user rate limit; webhook fetches go first.
+
+Failures are raised as ``CobotRequestError`` subclasses whose ``transient`` flag tells the
+worker whether to retry later (Cobot down, rate limited) or to stop and let a person fix
+something (token revoked, scope missing). No message or repr ever contains the token.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import math
+import random
+import re
+import time
+from collections.abc import Collection, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
+from email.utils import parsedate_to_datetime
+from typing import Any, Literal
+from urllib.parse import quote, urlsplit
+
+import aiohttp
+
+from syncd import __version__
+from syncd.config.settings import CobotSettings
+from syncd.core.budget import RequestBudget
+from syncd.core.errors import CobotError
+from syncd.core.events import JSON_API_MEDIA_TYPE, resource_kind_of_path
+from syncd.core.metrics import Metrics
+from syncd.intake.resources import ResourceRef, resource_url
+
+log = logging.getLogger("syncd.cobot")
+
+#: Scopes the daemon's token needs for the resources it syncs and for managing webhooks.
+NEEDED_SCOPES = (
+    "read_memberships",
+    "read_invoices",
+    "read_bookings",
+    "read_check_ins",
+    "read_subscriptions",
+    "write_subscriptions",
+)
+#: Longest list URL sent; proxies and servers commonly refuse longer request lines.
+MAX_LIST_URL_LENGTH = 2000
+_SCOPE_NAME = re.compile(r"\b(?:read|write)_[a-z_]+\b")
+_EXCERPT_LENGTH = 300
+_JSON = "application/json"
+
+JSONObject = dict[str, Any]
+
+
+# --------------------------------------------------------------------------------------------
+# Errors
+# --------------------------------------------------------------------------------------------
+
+
+class CobotRequestError(CobotError):
+    """A Cobot request failed; ``transient`` says whether trying again later can succeed."""
+
+    transient = False
+
+    def __init__(self, message: str, *, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class CobotAuthError(CobotRequestError):
+    """401: the token is wrong, expired or revoked; nothing works until it is replaced."""
+
+
+class CobotForbidden(CobotRequestError):
+    """403: the token lacks a scope, or its user is no longer an admin of the space."""
+
+    def __init__(self, message: str, *, missing_scope: str | None = None) -> None:
+        super().__init__(message, status=403)
+        self.missing_scope = missing_scope
+
+
+class CobotSpaceSuspended(CobotRequestError):
+    """402: Cobot suspended the space (unpaid); its data cannot be read until it is active."""
+
+
+class CobotUnavailable(CobotRequestError):
+    """Cobot could not be reached or kept failing (5xx, 429, timeouts): retry later."""
+
+    transient = True
+
+    def __init__(
+        self, message: str, *, status: int | None = None, retry_after: float | None = None
+    ) -> None:
+        super().__init__(message, status=status)
+        #: Seconds Cobot asked us to wait, when it said so (429 Retry-After).
+        self.retry_after = retry_after
+
+
+class SubscriptionExists(CobotRequestError):
+    """409: Cobot already holds a subscription for this event and callback URL."""
+
+
+class SubscriptionRejected(CobotRequestError):
+    """422: Cobot refused the subscription's parameters (unknown event, bad filter...)."""
+
+
+# --------------------------------------------------------------------------------------------
+# Results
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Fetched:
+    """One resource as Cobot returned it, or ``gone`` when Cobot says it was deleted."""
+
+    ref: ResourceRef
+    status: Literal["found", "gone"]
+    data: dict[str, Any] | None
+
+
+@dataclass(frozen=True)
+class Subscription:
+    """A webhook subscription as Cobot lists it.
+
+    ``callback_url`` carries the webhook secret, so it stays out of the repr. ``filters`` is
+    None when Cobot's answer does not say which filters the subscription has.
+    """
+
+    id: str
+    event: str
+    url: str
+    active: bool
+    callback_url: str = field(repr=False)
+    filters: Mapping[str, Any] | None = None
+
+
+@dataclass(frozen=True)
+class _Reply:
+    status: int
+    data: Any
+    text: str
+    retry_after: float | None
+
+
+# --------------------------------------------------------------------------------------------
+# The client
+# --------------------------------------------------------------------------------------------
+
+
+#: Cobot's own limit of the membership listing, below its general 60 per minute.
+MEMBERSHIP_LISTS_PER_MINUTE = 6
+
+
+class CobotClient:
+    """Talks to Cobot's v1 API (and API 2 for the few kinds only it serves).
+
+    Use it as an async context manager; a session passed in stays the caller's to close.
+    """
+
+    def __init__(
+        self,
+        settings: CobotSettings,
+        budget: RequestBudget | None = None,
+        metrics: Metrics | None = None,
+        session: aiohttp.ClientSession | None = None,
+        *,
+        max_attempts: int = 4,
+        backoff_base: float = 0.5,
+        backoff_cap: float = 30.0,
+        max_retry_after: float = 120.0,
+    ) -> None:
+        if max_attempts < 1:
+            raise ValueError("max_attempts must be at least 1")
+        self._settings = settings
+        self._budget = budget or RequestBudget(settings.requests_per_minute)
+        #: Cobot limits the membership listing on its own, below the general limit.
+        self.membership_listing_budget = RequestBudget(MEMBERSHIP_LISTS_PER_MINUTE)
+        self._metrics = metrics
+        self._session = session
+        self._owns_session = session is None
+        self._timeout = aiohttp.ClientTimeout(total=settings.timeout_seconds)
+        self._max_attempts = max_attempts
+        self._backoff_base = backoff_base
+        self._backoff_cap = backoff_cap
+        self._max_retry_after = max_retry_after
+        bases = (settings.base_url, settings.api2_url)
+        self._origins = tuple(dict.fromkeys(f"{base}/" for base in bases))
+
+    async def __aenter__(self) -> CobotClient:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        if self._owns_session and self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    # -- resources ------------------------------------------------------------------------
+
+    async def fetch(self, ref: ResourceRef, urgent: bool = True) -> Fetched:
+        """Load one resource; 404 and 410 mean Cobot deleted it."""
+        url = self._resource_url(ref)
+        accept = JSON_API_MEDIA_TYPE if ref.is_api2 else _JSON
+        reply = await self._request("GET", url, ok=(200, 404, 410), accept=accept, urgent=urgent)
+        if reply.status != 200:
+            return Fetched(ref=ref, status="gone", data=None)
+        document = _expect_object(reply, _label("GET", url))
+        data = _flatten_json_api(document, _label("GET", url)) if ref.is_api2 else document
+        return Fetched(ref=ref, status="found", data=data)
+
+    async def list_memberships(self, all: bool = True, urgent: bool = False) -> list[JSONObject]:
+        """Every membership; ``all`` includes unconfirmed and past ones, not only current."""
+        await self.membership_listing_budget.acquire(urgent=urgent)
+        params = {"all": "true"} if all else None
+        return await self._list("/api/memberships", params, urgent)
+
+    async def list_invoices(
+        self, *, date_from: date, date_to: date, urgent: bool = False
+    ) -> list[JSONObject]:
+        """Invoices issued between the two dates (inclusive)."""
+        params = {"from": date_from.isoformat(), "to": date_to.isoformat()}
+        return await self._list("/api/invoices", params, urgent)
+
+    async def list_invoices_by_ids(
+        self, ids: Sequence[str], urgent: bool = False
+    ) -> list[JSONObject]:
+        """Invoices by id, in as few requests as keep each URL under MAX_LIST_URL_LENGTH."""
+        prefix = len(f"{self._settings.base_url}/api/invoices?ids=")
+        invoices: list[JSONObject] = []
+        for chunk in _chunk_ids(ids, MAX_LIST_URL_LENGTH - prefix):
+            invoices += await self._list("/api/invoices", {"ids": ",".join(chunk)}, urgent)
+        return invoices
+
+    async def list_bookings(
+        self, *, start: datetime, end: datetime, urgent: bool = False
+    ) -> list[JSONObject]:
+        """Bookings overlapping the window (naive datetimes are taken as UTC)."""
+        params = {"from": _cobot_datetime(start), "to": _cobot_datetime(end)}
+        return await self._list("/api/bookings", params, urgent)
+
+    async def list_work_sessions(
+        self, *, start: datetime, end: datetime, urgent: bool = False
+    ) -> list[JSONObject]:
+        """Check-ins (work sessions) in the window (naive datetimes are taken as UTC)."""
+        params = {"from": _cobot_datetime(start), "to": _cobot_datetime(end)}
+        return await self._list("/api/work_sessions", params, urgent)
+
+    # -- subscriptions --------------------------------------------------------------------
+
+    async def list_subscriptions(self) -> list[Subscription]:
+        """The subscriptions Cobot holds for this token's user and app."""
+        url = self._v1_url("/api/subscriptions")
+        reply = await self._request("GET", url, ok=(200,))
+        label = _label("GET", url)
+        return [_subscription(item, label) for item in _expect_list(reply, label)]
+
+    async def get_subscription(self, subscription_id: str) -> Subscription | None:
+        """One subscription, or None when Cobot no longer has it."""
+        url = self._subscription_url(subscription_id)
+        reply = await self._request("GET", url, ok=(200, 404))
+        if reply.status == 404:
+            return None
+        label = _label("GET", url)
+        return _subscription(_expect_object(reply, label), label)
+
+    async def create_subscription(
+        self, event: str, callback_url: str, filters: Mapping[str, Any] | None = None
+    ) -> Subscription:
+        """Subscribe ``callback_url`` to ``event``; raise SubscriptionExists on a duplicate."""
+        url = self._v1_url("/api/subscriptions")
+        body: dict[str, Any] = {"event": event, "callback_url": callback_url}
+        if filters:
+            body["filters"] = dict(filters)
+        reply = await self._request("POST", url, ok=(200, 201, 409, 422), body=body)
+        if reply.status == 409:
+            raise SubscriptionExists(
+                f"Cobot already holds a subscription for {event} with this callback URL",
+                status=409,
+            )
+        if reply.status == 422:
+            raise SubscriptionRejected(
+                f"Cobot refused the subscription for {event}: {self._error_text(reply)}",
+                status=422,
+            )
+        label = _label("POST", url)
+        return _subscription(_expect_object(reply, label), label)
+
+    async def delete_subscription(self, subscription: Subscription | str) -> bool:
+        """Delete a subscription; False when Cobot had already deleted it."""
+        subscription_id = (
+            subscription.id if isinstance(subscription, Subscription) else subscription
+        )
+        url = self._subscription_url(subscription_id)
+        reply = await self._request("DELETE", url, ok=(200, 204, 404))
+        return reply.status != 404
+
+    # -- URLs -----------------------------------------------------------------------------
+
+    def _v1_url(self, path: str) -> str:
+        return f"{self._settings.base_url}{path}"
+
+    def _subscription_url(self, subscription_id: str) -> str:
+        return self._v1_url(f"/api/subscriptions/{quote(str(subscription_id), safe='')}")
+
+    def _resource_url(self, ref: ResourceRef) -> str:
+        """Rebuild the URL from kind and id: ``ref.url`` may name any host, this cannot."""
+        url = resource_url(ref.kind, ref.id, self._settings)
+        if resource_kind_of_path(urlsplit(url).path) != (ref.kind, ref.id):
+            raise ValueError(f"not a valid {ref.kind} id: {ref.id!r}")
+        return url
+
+    # -- requests -------------------------------------------------------------------------
+
+    async def _list(
+        self, path: str, params: Mapping[str, str] | None, urgent: bool
+    ) -> list[JSONObject]:
+        url = self._v1_url(path)
+        reply = await self._request("GET", url, ok=(200,), params=params, urgent=urgent)
+        return _expect_list(reply, _label("GET", url, params))
+
+    async def _request(
+        self,
+        method: str,
+        url: str,
+        *,
+        ok: Collection[int],
+        params: Mapping[str, str] | None = None,
+        body: Any = None,
+        accept: str = _JSON,
+        urgent: bool = True,
+    ) -> _Reply:
+        """Send with retries; return replies whose status is in ``ok``, raise for the rest."""
+        label = _label(method, url, params)
+        last_failure = ""
+        last_status: int | None = None
+        for attempt in range(1, self._max_attempts + 1):
+            await self._budget.acquire(urgent=urgent)
+            try:
+                reply = await self._send(method, url, params=params, body=body, accept=accept)
+            except (aiohttp.ClientError, TimeoutError) as exc:
+                timed_out = isinstance(exc, TimeoutError)
+                last_failure = "timed out" if timed_out else f"unreachable ({type(exc).__name__})"
+                last_status, wait = None, self._backoff(attempt)
+            else:
+                if reply.status in ok:
+                    return reply
+                if reply.status != 429 and reply.status < 500:
+                    raise self._error(label, reply)
+                last_failure, last_status = f"answered {reply.status}", reply.status
+                wait = self._backoff(attempt)
+                if reply.status == 429:
+                    wait = self._rate_limited_wait(label, reply, wait)
+            if attempt < self._max_attempts:
+                await asyncio.sleep(wait)
+        raise CobotUnavailable(
+            f"Cobot {last_failure} on {label} ({self._max_attempts} attempts); will retry later",
+            status=last_status,
+        )
+
+    def _rate_limited_wait(self, label: str, reply: _Reply, backoff: float) -> float:
+        """Hold back every Cobot caller as long as Cobot asked; give up if that is too long."""
+        wait = backoff if reply.retry_after is None else reply.retry_after
+        self._budget.pause_for(wait)
+        if wait > self._max_retry_after:
+            raise CobotUnavailable(
+                f"Cobot rate-limited {label} for {wait:.0f} s; will retry later",
+                status=429,
+                retry_after=wait,
+            )
+        return wait
+
+    def _backoff(self, attempt: int) -> float:
+        """Exponential backoff with full jitter, so retrying callers do not fire together."""
+        return random.uniform(0, min(self._backoff_cap, self._backoff_base * 2 ** (attempt - 1)))
+
+    async def _send(
+        self,
+        method: str,
+        url: str,
+        *,
+        params: Mapping[str, str] | None,
+        body: Any,
+        accept: str,
+    ) -> _Reply:
+        """The one place that attaches the token: only ever to the configured Cobot origins."""
+        if not url.startswith(self._origins):
+            raise CobotRequestError(
+                f"refusing to send the Cobot token to {urlsplit(url).netloc or url!r}: "
+                f"only {' and '.join(o.rstrip('/') for o in self._origins)} are Cobot"
+            )
+        headers = {
+            "Authorization": f"Bearer {self._settings.access_token.reveal()}",
+            "Accept": accept,
+            "User-Agent": f"cobot-syncd/{__version__}",
+        }
+        label = _label(method, url, params)
+        started = time.monotonic()
+        outcome = "error"
+        try:
+            async with self._client_session().request(
+                method,
+                url,
+                params=params,
+                json=body,
+                headers=headers,
+                timeout=self._timeout,
+                allow_redirects=False,
+            ) as response:
+                outcome = str(response.status)
+                text = await response.text(errors="replace")
+                reply = _Reply(
+                    status=response.status,
+                    data=_parse_json(text),
+                    text=text,
+                    retry_after=_retry_after_seconds(response.headers.get("Retry-After")),
+                )
+        except TimeoutError:
+            outcome = "timeout"
+            raise
+        finally:
+            elapsed = time.monotonic() - started
+            log.debug("%s -> %s in %.3f s", label, outcome, elapsed)
+            if self._metrics is not None:
+                self._metrics.cobot_requests.inc(status=outcome)
+        return reply
+
+    def _client_session(self) -> aiohttp.ClientSession:
+        if self._session is None:
+            self._session = aiohttp.ClientSession()
+        return self._session
+
+    # -- error messages -------------------------------------------------------------------
+
+    def _error(self, label: str, reply: _Reply) -> CobotRequestError:
+        """The exception for a status retrying cannot fix, with what to do about it."""
+        status = reply.status
+        if 300 <= status < 400:
+            return CobotRequestError(
+                f"Cobot answered {label} with a redirect ({status}), which is never followed "
+                f"(the token would travel along); check cobot.subdomain and cobot.base_url",
+                status=status,
+            )
+        if status == 401:
+            return CobotAuthError(
+                "Cobot rejected the access token (401): it is wrong, expired or was revoked. "
+                "Create a new token for a space admin with the scopes "
+                f"{', '.join(NEEDED_SCOPES)}, put it into cobot.access_token "
+                "(or cobot.access_token_file) and restart",
+                status=401,
+            )
+        if status == 402:
+            return CobotSpaceSuspended(
+                f"Cobot answered 402 to {label}: the space {self._settings.subdomain!r} is "
+                "suspended (its Cobot plan is unpaid); its data can be read again once the "
+                "space is reactivated",
+                status=402,
+            )
+        if status == 403:
+            return self._forbidden(label, reply)
+        return CobotRequestError(
+            f"Cobot answered {status} to {label}: {self._error_text(reply)}", status=status
+        )
+
+    def _forbidden(self, label: str, reply: _Reply) -> CobotForbidden:
+        scope = _SCOPE_NAME.search(reply.text)
+        missing = scope.group(0) if scope else None
+        reason = (
+            f"the token lacks the scope {missing}"
+            if missing
+            else "the token lacks a scope, or its user is no longer an admin of the space"
+        )
+        return CobotForbidden(
+            f"Cobot denied {label} (403): {reason}. The daemon needs a space admin's token "
+            f"with the scopes {', '.join(NEEDED_SCOPES)} (plus read_* for any other synced "
+            "resource)",
+            missing_scope=missing,
+        )
+
+    def _error_text(self, reply: _Reply) -> str:
+        """Cobot's own words about an error, short, and never containing the token."""
+        errors = reply.data.get("errors") if isinstance(reply.data, dict) else None
+        text = _describe_errors(errors) if errors else reply.text
+        text = " ".join(text.split()) or "(no details)"
+        token = self._settings.access_token.reveal()
+        if token:
+            text = text.replace(token, "***")
+        return text[:_EXCERPT_LENGTH]
+
+
+# --------------------------------------------------------------------------------------------
+# Helpers
+# --------------------------------------------------------------------------------------------
+
+
+def _label(method: str, url: str, params: Mapping[str, str] | None = None) -> str:
+    """``GET /api/invoices?from&to``: the request without host or query values, safe to log."""
+    query = f"?{'&'.join(params)}" if params else ""
+    return f"{method} {urlsplit(url).path}{query}"
+
+
+def _parse_json(text: str) -> Any:
+    try:
+        return json.loads(text) if text.strip() else None
+    except ValueError:
+        return None
+
+
+def _retry_after_seconds(value: str | None) -> float | None:
+    """Retry-After as seconds: Cobot sends a number; an HTTP date is accepted too."""
+    if not value:
+        return None
+    try:
+        seconds = float(value)
+    except ValueError:
+        pass
+    else:
+        return max(0.0, seconds) if math.isfinite(seconds) else None
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, (when - datetime.now(UTC)).total_seconds())
+
+
+def _describe_errors(errors: Any) -> str:
+    """Cobot's ``errors``: a string (v1), a field -> messages map, or JSON:API objects."""
+    if isinstance(errors, dict):
+        return "; ".join(f"{key} {_describe_errors(value)}" for key, value in errors.items())
+    if isinstance(errors, list):
+        parts = [(e.get("detail") or e.get("title")) if isinstance(e, dict) else e for e in errors]
+        return ", ".join(str(part) for part in parts if part)
+    return str(errors)
+
+
+def _expect_object(reply: _Reply, label: str) -> JSONObject:
+    if not isinstance(reply.data, dict):
+        raise _unexpected(label, "a JSON object")
+    return reply.data
+
+
+def _expect_list(reply: _Reply, label: str) -> list[JSONObject]:
+    if not isinstance(reply.data, list) or not all(isinstance(i, dict) for i in reply.data):
+        raise _unexpected(label, "a JSON array of objects")
+    return reply.data
+
+
+def _unexpected(label: str, expected: str) -> CobotUnavailable:
+    """A 2xx with a body Cobot never sends: most likely a proxy's page, so retry later."""
+    return CobotUnavailable(f"Cobot's answer to {label} is not {expected}; will retry later")
+
+
+def _flatten_json_api(document: JSONObject, label: str) -> JSONObject:
+    """API 2's ``{"data": {"id", "type", "attributes"}}`` as one flat object for mapping."""
+    data = document.get("data")
+    if not isinstance(data, dict) or not isinstance(data.get("attributes", {}), dict):
+        raise _unexpected(label, "a JSON:API resource document")
+    return {**data.get("attributes", {}), "id": data.get("id"), "type": data.get("type")}
+
+
+def _subscription(data: JSONObject, label: str) -> Subscription:
+    try:
+        filters = data.get("filters")
+        return Subscription(
+            id=str(data["id"]),
+            event=str(data["event"]),
+            url=str(data.get("url") or ""),
+            active=bool(data.get("active", True)),
+            callback_url=str(data["callback_url"]),
+            filters=dict(filters) if isinstance(filters, dict) else None,
+        )
+    except KeyError as exc:
+        raise _unexpected(label, f"a subscription with {exc.args[0]}") from None
+
+
+def _chunk_ids(ids: Sequence[str], max_length: int) -> list[list[str]]:
+    """Split ids into comma-joined groups no longer than max_length once URL-encoded."""
+    chunks: list[list[str]] = []
+    current: list[str] = []
+    length = 0
+    for item in ids:
+        # Counted as if fully percent-encoded, each separating comma as %2C.
+        size = len(quote(item, safe=""))
+        if current and length + 3 + size > max_length:
+            chunks.append(current)
+            current, length = [], 0
+        length += size + (3 if current else 0)
+        current.append(item)
+    if current:
+        chunks.append(current)
+    return chunks
+
+
+def _cobot_datetime(value: datetime) -> str:
+    """Cobot v1's datetime format, in UTC."""
+    aware = value if value.tzinfo else value.replace(tzinfo=UTC)
+    return aware.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S +0000")

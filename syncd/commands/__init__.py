@@ -1,0 +1,1 @@
+"""The ``syncd`` subcommands, one module each."""

@@ -1,0 +1,96 @@
+"""``syncd check-config``: everything that can be wrong before the daemon runs, in one pass.
+
+The file's own problems, an http public URL, a refused Cobot token and a spreadsheet that is
+not shared with the service account are all reported together, one line each, so a new
+install is fixed in one round instead of one error per restart.
+"""
+
+from __future__ import annotations
+
+from urllib.parse import urlsplit
+
+from syncd.cobot.client import CobotClient
+from syncd.cobot.subscriptions import MASK
+from syncd.config.settings import ConfigProblem, Settings
+from syncd.core.errors import SyncdError
+from syncd.intake.resources import is_loopback_host
+from syncd.sheets.writer import RetryPolicy, SheetsWriter
+
+#: One retry is enough to ride out a blip; an unreachable service should not keep the user
+#: waiting through the daemon's long backoff.
+CHECK_ATTEMPTS = 2
+
+
+def describe_plan(settings: Settings) -> list[str]:
+    """What the daemon would subscribe to and create, for the user to confirm."""
+    masked = f"{settings.webhook.public_url}/{MASK}/<event>"
+    lines = [f"Would subscribe {len(settings.events)} Cobot event(s) with callbacks at {masked}:"]
+    lines += [f"  - {event}" for event in settings.events]
+    lines.append(
+        f"Would keep {len(settings.sheets)} worksheet(s) in spreadsheet "
+        f"{settings.google.spreadsheet_id}, creating any that is missing and its headers:"
+    )
+    for sheet in settings.sheets:
+        lines.append(f"  - {sheet.title!r} ({sheet.resource}): headers {', '.join(sheet.headers)}")
+    return lines
+
+
+def offline_problems(settings: Settings) -> list[ConfigProblem]:
+    """Problems that make a valid file unusable in production."""
+    problems = []
+    public = urlsplit(settings.webhook.public_url)
+    # Plain http is fine where only this machine can connect (local trials, tests).
+    if public.scheme != "https" and not is_loopback_host(public.hostname or ""):
+        problems.append(
+            ConfigProblem(
+                "webhook.public_url",
+                "must be https: Cobot posts member data to it, so put the "
+                "daemon behind a TLS reverse proxy (see docs/install.md)",
+            )
+        )
+    return problems
+
+
+def skipped_checks(settings: Settings) -> list[str]:
+    """The online checks the file's own problems rule out, so silence is not read as success."""
+    skipped = []
+    if not _can_check_cobot(settings):
+        skipped.append("Cobot access not checked: fix cobot.subdomain and cobot.access_token first")
+    if not _can_check_sheets(settings):
+        skipped.append(
+            "Google Sheets access not checked: fix google.service_account_file and "
+            "google.spreadsheet_id first"
+        )
+    return skipped
+
+
+async def online_problems(settings: Settings) -> list[ConfigProblem]:
+    """Ask Cobot and Google whether the credentials work; skip what the file lacks.
+
+    Listing the subscriptions proves the token, its admin rights and its
+    read_subscriptions scope; Cobot names a missing scope in its 403, which is passed on.
+    """
+    problems = []
+    if _can_check_cobot(settings):
+        try:
+            async with CobotClient(settings.cobot, max_attempts=CHECK_ATTEMPTS) as cobot:
+                await cobot.list_subscriptions()
+        except SyncdError as exc:
+            problems.append(ConfigProblem("cobot.access_token", str(exc)))
+    if _can_check_sheets(settings):
+        writer = SheetsWriter(settings.google, retry=RetryPolicy(attempts=CHECK_ATTEMPTS))
+        try:
+            await writer.check_access()
+        except SyncdError as exc:
+            problems.append(ConfigProblem("google.spreadsheet_id", str(exc)))
+        finally:
+            writer.close()
+    return problems
+
+
+def _can_check_cobot(settings: Settings) -> bool:
+    return bool(settings.cobot.access_token.reveal() and settings.cobot.subdomain)
+
+
+def _can_check_sheets(settings: Settings) -> bool:
+    return bool(settings.google.service_account_info and settings.google.spreadsheet_id)

@@ -1,0 +1,350 @@
+"""``syncd preview``: the row a mapping makes from one Cobot resource, before any sheet sees it.
+
+A change to the ``columns:`` of a worksheet is otherwise only checked once the daemon writes
+real rows. Preview maps a sample (a bundled one, a saved API answer or a webhook body) or a
+resource fetched read-only from Cobot with the daemon's own code (``syncd.mapping`` and the
+worker's ``sheet_row``), shows every header with the cell it gets, and warns about column
+paths that match nothing, which are most often typos. No sheet is touched.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import difflib
+import json
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from importlib import resources
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+from zoneinfo import ZoneInfo
+
+from syncd.config.settings import Settings, SheetSettings, inspect_settings
+from syncd.core.errors import ConfigError, SyncdError, UsageError
+from syncd.core.events import EVENTS, RESOURCE_KINDS, embedded_resource, resource_kind_of_path
+from syncd.engine.worker import sheet_row
+from syncd.intake.resources import InvalidResourceURL, parse_resource_url, resource_url
+from syncd.mapping.cells import CellValue, deletion_stamp, missing_paths
+from syncd.mapping.display import display_cell
+
+#: Config sections preview reads; problems elsewhere (Google, webhook) do not matter to it.
+_MAPPING_KEYS = ("sheets", "timezone")
+
+
+@dataclass(frozen=True)
+class Payload:
+    """One resource as the worker would map it, and where it came from."""
+
+    source: str
+    kind: str | None
+    url: str | None
+    #: None for a deletion that embeds no data: only Deleted and URL are written then.
+    resource: dict[str, Any] | None
+    event: str | None = None
+
+    @property
+    def deletion(self) -> bool:
+        return self.event is not None and EVENTS[self.event].deletion
+
+
+# -- command line ---------------------------------------------------------------------------
+
+
+def add_cli_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options of ``syncd preview``."""
+    parser.add_argument(
+        "--config",
+        "-c",
+        required=True,
+        type=Path,
+        metavar="FILE",
+        help="the YAML config whose worksheets (sheets:) are previewed",
+    )
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument(
+        "--sample",
+        metavar="FILE|NAME",
+        help="a JSON file (a resource or a webhook body) or a bundled sample: "
+        + ", ".join(sample_names()),
+    )
+    source.add_argument(
+        "--url", metavar="URL", help="a Cobot resource URL, fetched read-only with cobot.*"
+    )
+    parser.add_argument(
+        "--event",
+        metavar="NAME",
+        help="the webhook event the payload came with (e.g. deleted_invoice)",
+    )
+    parser.add_argument(
+        "--sheet", metavar="TITLE", help="the worksheet, when several hold this kind of resource"
+    )
+
+
+def run_cli(args: argparse.Namespace) -> int:
+    settings = preview_settings(args.config, with_cobot=args.url is not None)
+    event = check_event(args.event)
+    if args.url is not None:
+        payload = asyncio.run(fetch_payload(settings, args.url, event))
+    else:
+        payload = sample_payload(settings, args.sample, event)
+    tz = ZoneInfo(settings.timezone)
+    for sheet in matching_sheets(settings, payload, args.sheet):
+        print(render_preview(sheet, payload, tz))
+        for warning in path_warnings(sheet, payload):
+            print(f"syncd: warning: {warning}", file=sys.stderr)
+    return 0
+
+
+# -- settings and inputs ----------------------------------------------------------------------
+
+
+def preview_settings(path: Path, *, with_cobot: bool) -> Settings:
+    """The config's mapping; Google and webhook keys may still be placeholders at this stage."""
+    settings, problems = inspect_settings(path)
+    wanted = (*_MAPPING_KEYS, "cobot") if with_cobot else _MAPPING_KEYS
+    relevant = [p for p in problems if not p.key or p.key.split(".")[0] in wanted]
+    if relevant:
+        raise ConfigError(str(path), relevant)
+    return settings
+
+
+def check_event(name: str | None) -> str | None:
+    if name is None or name in EVENTS:
+        return name
+    close = difflib.get_close_matches(name, EVENTS, n=1)
+    hint = f"; did you mean {close[0]}?" if close else ""
+    raise UsageError(f"--event {name}: not a Cobot webhook event{hint}")
+
+
+def sample_names() -> list[str]:
+    """The samples shipped in syncd/samples, by name (a resource kind or a deletion event)."""
+    folder = resources.files("syncd").joinpath("samples")
+    return sorted(
+        p.name.removesuffix(".json") for p in folder.iterdir() if p.name.endswith(".json")
+    )
+
+
+def read_sample(name: str) -> tuple[str, Any]:
+    """(label, parsed JSON) of a sample file or a bundled sample name."""
+    path = Path(name)
+    if path.is_file():
+        label, text = str(path), path.read_text(encoding="utf-8")
+    elif name in sample_names():
+        label = f"sample {name}"
+        text = resources.files("syncd").joinpath("samples", f"{name}.json").read_text("utf-8")
+    else:
+        raise UsageError(
+            f"--sample {name}: no such file, nor a bundled sample "
+            f"(one of: {', '.join(sample_names())})"
+        )
+    try:
+        return label, json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise UsageError(f"{label} is not JSON: {exc.msg} at line {exc.lineno}") from None
+
+
+def sample_payload(settings: Settings, name: str, event: str | None) -> Payload:
+    """Interpret a sample: a resource, an API 2 document or a webhook body (deletions too)."""
+    label, body = read_sample(name)
+    if not isinstance(body, dict):
+        raise UsageError(f"{label}: expected a JSON object (a Cobot resource or webhook body)")
+    if event is None and name in EVENTS:
+        event = name
+    event = event or _deletion_event_of(body)
+    url = body.get("url") if isinstance(body.get("url"), str) else None
+    kind = _kind(event, url, name if name in RESOURCE_KINDS else None)
+    if event is not None and EVENTS[event].deletion:
+        resource = embedded_resource(EVENTS[event], body)
+    else:
+        resource = _flattened(body)
+    return Payload(label, kind, _row_url(settings, kind, url, resource), resource, event)
+
+
+async def fetch_payload(settings: Settings, url: str, event: str | None) -> Payload:
+    """Fetch one resource from Cobot (a single GET, as the worker does); nothing is written."""
+    from syncd.cobot.client import CobotClient
+    from syncd.ops.logs import configure_logging
+
+    try:
+        ref = parse_resource_url(url, settings.cobot)
+    except InvalidResourceURL as exc:
+        raise UsageError(f"--url: {exc} (see cobot.subdomain / cobot.base_url)") from None
+    configure_logging("warning", "text", secrets=[settings.cobot.access_token.reveal()])
+    async with CobotClient(settings.cobot) as cobot:
+        fetched = await cobot.fetch(ref)
+    if fetched.status == "gone" or fetched.data is None:
+        raise SyncdError(
+            f"Cobot answers 404 for {ref.url}: it was deleted (the daemon would only flag its row)"
+        )
+    return Payload(ref.url, ref.kind, ref.url, fetched.data, event)
+
+
+def _deletion_event_of(body: dict[str, Any]) -> str | None:
+    """The nested deletion form, ``{"url": ..., "booking": {...}}``, tells its own event."""
+    keys = set(body) - {"url"}
+    if "url" not in body or len(keys) != 1:
+        return None
+    (key,) = keys
+    kind = _kind_of_url(body["url"])
+    for spec in EVENTS.values():
+        if spec.deletion and spec.embedded_key == key and kind in spec.resources:
+            return spec.name
+    return None
+
+
+def _kind(event: str | None, url: str | None, hint: str | None) -> str | None:
+    from_url = _kind_of_url(url)
+    if event is not None:
+        kinds = EVENTS[event].resources
+        return from_url if from_url in kinds else kinds[0]
+    return from_url or hint
+
+
+def _kind_of_url(url: Any) -> str | None:
+    if not isinstance(url, str):
+        return None
+    found = resource_kind_of_path(urlsplit(url).path)
+    return found[0] if found else None
+
+
+def _flattened(body: dict[str, Any]) -> dict[str, Any]:
+    """API 2 documents are mapped flat, as the Cobot client hands them to the worker."""
+    data = body.get("data")
+    if isinstance(data, dict) and isinstance(data.get("attributes"), dict):
+        return {**data["attributes"], "id": data.get("id"), "type": data.get("type")}
+    return body
+
+
+def _row_url(
+    settings: Settings, kind: str | None, url: str | None, resource: dict[str, Any] | None
+) -> str | None:
+    """The row key the daemon would use: the resource's URL on the configured Cobot host.
+
+    A config without ``cobot.subdomain`` yet (a mapping being drafted) keeps the sample's URL.
+    """
+    if not settings.cobot.subdomain:
+        return url
+    found = resource_kind_of_path(urlsplit(url).path) if url else None
+    if found is not None:
+        return resource_url(found[0], found[1], settings.cobot)
+    resource_id = (resource or {}).get("id")
+    if kind is not None and isinstance(resource_id, str | int) and str(resource_id):
+        return resource_url(kind, str(resource_id), settings.cobot)
+    return None
+
+
+# -- choosing worksheets and rendering --------------------------------------------------------
+
+
+def matching_sheets(settings: Settings, payload: Payload, title: str | None) -> list[SheetSettings]:
+    """The worksheets this payload would update: by kind and event, narrowed by ``--sheet``."""
+    titles = ", ".join(s.title for s in settings.sheets)
+    if title is not None:
+        sheet = next((s for s in settings.sheets if s.title == title), None)
+        if sheet is None:
+            raise UsageError(f"--sheet {title}: no such worksheet in the config ({titles})")
+        if payload.kind is not None and sheet.resource != payload.kind:
+            raise UsageError(
+                f"--sheet {title}: it holds {sheet.resource} rows, this is a {payload.kind}"
+            )
+        return [sheet]
+    if payload.kind is None:
+        raise UsageError(
+            f"cannot tell what kind of Cobot resource {payload.source} is: "
+            f"name the worksheet with --sheet or the webhook event with --event"
+        )
+    sheets = [
+        s
+        for s in settings.sheets
+        if s.resource == payload.kind and (payload.event is None or payload.event in s.events)
+    ]
+    if not sheets:
+        wanted = f"subscribes {payload.event} for" if payload.event else "holds"
+        raise UsageError(
+            f"no worksheet {wanted} {payload.kind} rows ({titles}); add one under sheets:"
+        )
+    return sheets
+
+
+def render_preview(sheet: SheetSettings, payload: Payload, tz: ZoneInfo) -> str:
+    """The worksheet's headers, in sheet order, each with the cell the daemon would write."""
+    deleted_at = deletion_stamp(datetime.now(UTC)) if payload.deletion else None
+    row = sheet_row(sheet, payload.url or "", payload.resource, deleted_at, tz)
+    missing = {c.header for c in missing_paths(payload.resource or {}, sheet.columns)}
+    lines = [
+        [header, path, kind, _cell_text(header, row, kind, missing)]
+        for header, path, kind in _layout(sheet)
+    ]
+    title = f'Worksheet "{sheet.title}": the row for this {payload.kind or "resource"}'
+    event = f" ({payload.event})" if payload.event else ""
+    return "\n".join([f"{title}{event}, from {payload.source}", "", *_table(lines), ""])
+
+
+def path_warnings(sheet: SheetSettings, payload: Payload) -> list[str]:
+    """One line per column whose path matches nothing: most likely a typo in the config."""
+    if payload.resource is None:
+        return []
+    known = list(_leaf_paths(payload.resource))
+    warnings = []
+    for column in missing_paths(payload.resource, sheet.columns):
+        close = difflib.get_close_matches(column.path, known, n=1, cutoff=0.6)
+        hint = f"; did you mean {close[0]}?" if close else ""
+        note = " (deletion webhooks carry fewer fields)" if payload.deletion else ""
+        warnings.append(
+            f'{sheet.title}: column "{column.header}" (path {column.path}) matches nothing in '
+            f"this {payload.kind or 'resource'}{note}; its cell stays empty{hint}"
+        )
+    return warnings
+
+
+def _layout(sheet: SheetSettings) -> Iterator[tuple[str, str, str]]:
+    for column in sheet.columns:
+        yield column.header, column.path, column.type
+    yield sheet.deleted_column, "(deletion time)", ""
+    yield sheet.key_column, "(resource URL: the row key)", ""
+
+
+def _cell_text(header: str, row: dict[str, CellValue], kind: str, missing: set[str]) -> str:
+    if header not in row:
+        return "(left as it is: the deletion carries no data)"
+    if header in missing:
+        return "(empty: no such path)"
+    value = row[header]
+    shown = _escaped(display_cell(value, kind))
+    if kind in ("date", "datetime") and isinstance(value, int | float) and shown != str(value):
+        return f"{shown}  (serial {value})"
+    return shown
+
+
+def _escaped(text: str) -> str:
+    """Control characters visible, everything else (formula-like text too) literal."""
+    return text.replace("\\", "\\\\").replace("\n", "\\n").replace("\r", "\\r").replace("\t", "\\t")
+
+
+def _table(lines: list[list[str]]) -> list[str]:
+    """Aligned columns; the last one (the cell) is never cut, so nothing is hidden."""
+    rows = [["Header", "Path", "Type", "Cell"], *lines]
+    widths = [max(len(row[i]) for row in rows) for i in range(3)]
+    rule_width = min(40, max(len(row[3]) for row in rows))
+    rows.insert(1, ["-" * w for w in widths] + ["-" * rule_width])
+    return [_table_line(row, widths) for row in rows]
+
+
+def _table_line(row: list[str], widths: list[int]) -> str:
+    padded = [cell.ljust(width) for cell, width in zip(row, widths, strict=False)]
+    return "  ".join([*padded, row[3]]).rstrip()
+
+
+def _leaf_paths(value: Any, prefix: str = "") -> Iterator[str]:
+    """Every path into a resource (first list element only), to suggest a fix for a typo."""
+    if isinstance(value, dict):
+        for key, item in value.items():
+            yield from _leaf_paths(item, f"{prefix}{key}.")
+    elif isinstance(value, list) and value:
+        yield from _leaf_paths(value[0], f"{prefix}0.")
+    if prefix:
+        yield prefix[:-1]

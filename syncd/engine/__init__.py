@@ -1,0 +1,1 @@
+"""Drives the stages: the worker that drains the inbox, the re-sync and the backfill."""

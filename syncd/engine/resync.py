@@ -1,0 +1,506 @@
+"""Re-sync: rebuild worksheets from Cobot's list endpoints, so a sheet is complete and right
+even when webhooks were missed (daemon down longer than Cobot retries, a deactivated
+subscription). One engine serves ``syncd backfill`` and the daemon's scheduled re-syncs.
+
+Planned around Cobot's limits: v1 lists are bare arrays cut by date windows, and Cobot allows
+60 requests per minute per user, the membership list only 6. So a worksheet costs:
+
+- memberships: one complete listing (``all=true``), which also reveals deletions: a known
+  row whose URL the listing lacks is flagged deleted, unless that would flag more than
+  ``resync.max_deleted_share`` of the sheet (then none is, and the stop is recorded in meta);
+- invoices, bookings, check-ins: one request per ``resync.window_days`` window over the span
+  (``history_days`` back, bookings also ahead); a window Cobot refuses (422) is split in half,
+  and later windows of that kind are kept as small;
+- other kinds have no list endpoint and are left to their webhooks.
+
+Every Cobot request is background work (``urgent=False``): webhook fetches go first on the
+shared budget. Rows are built exactly as the worker builds them and compared with the stored
+fingerprints; they are written in chunks of ``CHUNK_ROWS``, each one upsert costing one read
+and, only when something changed or a row is missing, one write. A re-sync of an unchanged
+space therefore writes nothing.
+
+Resumable: after each window whose rows are in the sheet, a checkpoint per (worksheet, mode)
+in the store's meta records where the next window starts; a rerun of the same span continues
+there, and rows it writes again are found by URL, never appended twice.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import asdict, dataclass
+from datetime import UTC, date, datetime, timedelta
+from datetime import time as day_start
+from typing import Any, Literal
+from urllib.parse import urlsplit
+from zoneinfo import ZoneInfo
+
+from apscheduler.triggers.base import BaseTrigger
+
+from syncd.cobot.client import CobotClient, CobotRequestError
+from syncd.config.cron import cron_trigger
+from syncd.config.settings import Settings, SheetSettings
+from syncd.core.events import resource_kind_of_path
+from syncd.engine.worker import sheet_row
+from syncd.intake.resources import resource_url
+from syncd.mapping.cells import deletion_stamp, row_fingerprint
+from syncd.ops.scheduler import ScheduledJob
+from syncd.sheets.writer import SheetsWriter, UpsertReport
+from syncd.store.database import RowState, Store
+
+log = logging.getLogger("syncd.resync")
+
+Mode = Literal["backfill", "full", "recent"]
+JSONObject = dict[str, Any]
+
+#: Rows per upsert: one read and at most one write each, and the cross-process lock held
+#: only briefly, so webhook flushes of the same worksheet are not held up for long.
+CHUNK_ROWS = 500
+#: Bookings are made ahead of time: full re-syncs and backfills read this far ahead.
+BOOKING_HORIZON_DAYS = 365
+#: Kinds listed completely in one request; absence from the listing means deleted.
+COMPLETE_KINDS = frozenset({"membership"})
+#: Kinds listed by date windows.
+WINDOWED_KINDS = frozenset({"invoice", "booking", "check_in"})
+LISTED_KINDS = COMPLETE_KINDS | WINDOWED_KINDS
+
+
+def checkpoint_key(mode: str, sheet: str) -> str:
+    return f"resync.checkpoint.{mode}.{sheet}"
+
+
+def last_run_key(mode: str, sheet: str) -> str:
+    """Meta key of the last completed run: ``{"at": unix time, <summary counts>}``."""
+    return f"resync.last_run.{mode}.{sheet}"
+
+
+def schedule_since_key(mode: str, sheet: str) -> str:
+    return f"resync.schedule_since.{mode}.{sheet}"
+
+
+def safety_stop_key(sheet: str) -> str:
+    """Meta key of the last deletion safety stop: ``{"at", "absent", "rows", "message"}``."""
+    return f"resync.safety_stop.{sheet}"
+
+
+def unlisted_reason(sheet: SheetSettings) -> str:
+    return f"Cobot has no list endpoint for {sheet.resource} resources; webhooks keep it in step"
+
+
+# --------------------------------------------------------------------------------------------
+# Plans
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Window:
+    """The days from ``start`` up to, not including, ``end``."""
+
+    start: date
+    end: date
+
+    @property
+    def days(self) -> int:
+        return (self.end - self.start).days
+
+    @property
+    def last_day(self) -> date:
+        return self.end - timedelta(days=1)
+
+    def halves(self) -> tuple[Window, Window]:
+        middle = self.start + timedelta(days=self.days // 2)
+        return Window(self.start, middle), Window(middle, self.end)
+
+    def __str__(self) -> str:
+        return f"{self.start} to {self.last_day}"
+
+
+@dataclass(frozen=True)
+class Span:
+    """The days one run reads, both ends included."""
+
+    since: date
+    until: date
+
+    def windows(self, window_days: int, start: date | None = None) -> list[Window]:
+        """Consecutive windows of ``window_days`` from ``start`` (default: since) to until."""
+        windows, first, end = [], start or self.since, self.until + timedelta(days=1)
+        while first < end:
+            stop = min(first + timedelta(days=window_days), end)
+            windows.append(Window(first, stop))
+            first = stop
+        return windows
+
+
+def default_span(
+    settings: Settings,
+    kind: str,
+    mode: Mode,
+    today: date,
+    since: date | None = None,
+    until: date | None = None,
+) -> Span:
+    """``history_days`` (recent: ``recent_days``) back; bookings also ahead.
+
+    The day after today is included: a space east of UTC already dates its invoices by
+    tomorrow while it is still today in UTC.
+    """
+    resync = settings.resync
+    back = resync.recent_days if mode == "recent" else resync.history_days
+    ahead = 1
+    if kind == "booking":
+        ahead = resync.recent_days if mode == "recent" else BOOKING_HORIZON_DAYS
+    return Span(since or today - timedelta(days=back), until or today + timedelta(days=ahead))
+
+
+# --------------------------------------------------------------------------------------------
+# Results
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass
+class SheetSummary:
+    """What one run did to one worksheet."""
+
+    sheet: str
+    resource: str
+    mode: str
+    added: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    deleted: int = 0
+    cobot_requests: int = 0
+    sheets_reads: int = 0
+    sheets_writes: int = 0
+    duration: float = 0.0
+    resumed_from: str | None = None
+    skipped: str | None = None
+    safety_stop: str | None = None
+
+    def record(self, report: UpsertReport) -> None:
+        self.added += report.appended
+        self.updated += report.updated
+        self.unchanged += report.unchanged
+        self.sheets_reads += report.requests.reads
+        self.sheets_writes += report.requests.writes
+
+    def record_of(self, at: float) -> dict[str, Any]:
+        """What meta keeps of the run (its key names sheet and mode), for `syncd status`."""
+        fields = asdict(self)
+        for name in ("sheet", "resource", "mode", "skipped"):
+            del fields[name]
+        fields["duration"] = round(self.duration, 1)
+        return {"at": at, **{k: v for k, v in fields.items() if v is not None}}
+
+    def describe(self) -> str:
+        return (
+            f"{self.added} added, {self.updated} updated, {self.unchanged} unchanged, "
+            f"{self.deleted} flagged deleted; {self.cobot_requests} Cobot request(s), "
+            f"{self.sheets_reads} Sheets read(s), {self.sheets_writes} write(s); "
+            f"{self.duration:.1f} s"
+        )
+
+
+@dataclass(frozen=True)
+class Progress:
+    """One listing step of one worksheet done: ``done`` of ``total`` windows listed."""
+
+    sheet: str
+    done: int
+    total: int
+    listed: int
+    window: Window | None = None
+
+
+ProgressCallback = Callable[[Progress], None]
+
+
+# --------------------------------------------------------------------------------------------
+# The engine
+# --------------------------------------------------------------------------------------------
+
+
+class Resync:
+    """Lists Cobot, builds every row as the worker would, and writes only what changed."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        store: Store,
+        cobot: CobotClient,
+        sheets: SheetsWriter,
+        *,
+        on_progress: ProgressCallback | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.settings = settings
+        self.store = store
+        self.cobot = cobot
+        self.sheets = sheets
+        self.on_progress = on_progress
+        self.clock = clock
+        self.tz = ZoneInfo(settings.timezone)
+        #: Per kind, the largest window Cobot accepted after refusing a larger one.
+        self._window_limits: dict[str, int] = {}
+
+    async def run(
+        self,
+        sheets: Iterable[SheetSettings],
+        mode: Mode,
+        since: date | None = None,
+        until: date | None = None,
+    ) -> list[SheetSummary]:
+        """Re-sync the worksheets one after the other."""
+        return [await self.run_sheet(sheet, mode, since, until) for sheet in sheets]
+
+    async def run_sheet(
+        self,
+        sheet: SheetSettings,
+        mode: Mode,
+        since: date | None = None,
+        until: date | None = None,
+    ) -> SheetSummary:
+        """Re-sync one worksheet; ``since``/``until`` narrow the windowed kinds' span."""
+        summary = SheetSummary(sheet.title, sheet.resource, mode)
+        if sheet.resource not in LISTED_KINDS:
+            summary.skipped = unlisted_reason(sheet)
+            log.info("%s: skipped: %s", sheet.title, summary.skipped)
+            return summary
+        started = time.monotonic()
+        if sheet.resource in COMPLETE_KINDS:
+            await self._complete_listing(sheet, summary)
+        else:
+            today = datetime.fromtimestamp(self.clock(), UTC).date()
+            span = default_span(self.settings, sheet.resource, mode, today, since, until)
+            await self._windowed(sheet, mode, span, summary)
+        summary.duration = time.monotonic() - started
+        await self.store.set_meta(last_run_key(mode, sheet.title), summary.record_of(self.clock()))
+        log.info("%s: %s re-sync: %s", sheet.title, mode, summary.describe())
+        return summary
+
+    async def missed_run(self, sheet: SheetSettings, mode: Mode, trigger: BaseTrigger) -> bool:
+        """Whether a scheduled run fell due after the last completed one (daemon was down).
+
+        With no run recorded yet, the schedule starts now: nothing was missed, and a new
+        installation is filled by ``syncd backfill``, not by surprise at the first start.
+        """
+        last = await self.store.get_meta(last_run_key(mode, sheet.title))
+        since = await self.store.get_meta(schedule_since_key(mode, sheet.title))
+        reference = last["at"] if isinstance(last, dict) else since
+        if not isinstance(reference, int | float):
+            await self.store.set_meta(schedule_since_key(mode, sheet.title), self.clock())
+            return False
+        due = trigger.get_next_fire_time(None, datetime.fromtimestamp(reference, UTC))
+        return due is not None and due.timestamp() <= self.clock()
+
+    # -- memberships: one complete listing ------------------------------------------------
+
+    async def _complete_listing(self, sheet: SheetSettings, summary: SheetSummary) -> None:
+        items = await self.cobot.list_memberships(all=True)
+        summary.cobot_requests += 1
+        listed = self._by_url(sheet.resource, items)
+        known = await self.store.all_row_states(sheet.title)
+        absent = [url for url, s in known.items() if s.deleted_at is None and url not in listed]
+        gone = await self._deletions(sheet, absent, len(known), summary)
+        await self._write(sheet, {**listed, **dict.fromkeys(gone)}, summary, known)
+        self._progress(Progress(sheet.title, 1, 1, len(items)))
+
+    async def _deletions(
+        self, sheet: SheetSettings, absent: list[str], rows: int, summary: SheetSummary
+    ) -> list[str]:
+        """The absent URLs to flag deleted, or none when that many looks like a fault.
+
+        An empty or truncated listing (a Cobot bug, a token that lost its admin rights)
+        must not flag a whole sheet deleted.
+        """
+        key = safety_stop_key(sheet.title)
+        share = self.settings.resync.max_deleted_share
+        if absent and len(absent) > share * rows:
+            message = (
+                f"Cobot's complete listing lacks {len(absent)} of the {rows} known rows, more "
+                f"than resync.max_deleted_share ({share:g}); flagged none of them deleted. If "
+                f"they really were deleted, raise resync.max_deleted_share for one run"
+            )
+            log.warning("%s: safety stop: %s", sheet.title, message)
+            summary.safety_stop = message
+            await self.store.set_meta(
+                key, {"at": self.clock(), "absent": len(absent), "rows": rows, "message": message}
+            )
+            return []
+        if await self.store.get_meta(key) is not None:
+            await self.store.set_meta(key, None)
+        summary.deleted = len(absent)
+        return absent
+
+    # -- invoices, bookings, check-ins: date windows --------------------------------------
+
+    async def _windowed(
+        self, sheet: SheetSettings, mode: Mode, span: Span, summary: SheetSummary
+    ) -> None:
+        key = checkpoint_key(mode, sheet.title)
+        run = {"since": span.since.isoformat(), "until": span.until.isoformat()}
+        saved = await self.store.get_meta(key)
+        start = span.since
+        if isinstance(saved, dict) and saved.get("run") == run and saved.get("next"):
+            start = date.fromisoformat(saved["next"])
+            summary.resumed_from = saved["next"]
+            log.info("%s: continuing the interrupted %s from %s", sheet.title, mode, start)
+        windows = span.windows(self.settings.resync.window_days, start)
+        pending: dict[str, JSONObject | None] = {}
+        listed = 0
+        for number, window in enumerate(windows, 1):
+            items = await self._list_window(sheet.resource, window, summary)
+            listed += len(items)
+            pending.update(self._by_url(sheet.resource, items))
+            last = number == len(windows)
+            if last or len(pending) >= CHUNK_ROWS:
+                await self._write(sheet, pending, summary)
+                pending = {}
+            if not pending:
+                checkpoint = None if last else {"run": run, "next": window.end.isoformat()}
+                await self.store.set_meta(key, checkpoint)
+            self._progress(Progress(sheet.title, number, len(windows), listed, window))
+        if not windows:
+            await self.store.set_meta(key, None)
+
+    async def _list_window(
+        self, kind: str, window: Window, summary: SheetSummary
+    ) -> list[JSONObject]:
+        """One window's items; a window Cobot refuses as too large is listed in halves."""
+        limit = self._window_limits.get(kind)
+        if limit is None or window.days <= limit:
+            summary.cobot_requests += 1
+            try:
+                return await self._list(kind, window)
+            except CobotRequestError as exc:
+                if exc.status != 422 or window.days < 2:
+                    raise
+            self._window_limits[kind] = window.days - window.days // 2
+            log.info(
+                "Cobot refused the %d-day %s window %s; listing it in halves",
+                window.days,
+                kind,
+                window,
+            )
+        first, second = window.halves()
+        return [
+            *await self._list_window(kind, first, summary),
+            *await self._list_window(kind, second, summary),
+        ]
+
+    async def _list(self, kind: str, window: Window) -> list[JSONObject]:
+        if kind == "invoice":
+            return await self.cobot.list_invoices(date_from=window.start, date_to=window.last_day)
+        start = datetime.combine(window.start, day_start(), UTC)
+        end = datetime.combine(window.end, day_start(), UTC)
+        if kind == "booking":
+            return await self.cobot.list_bookings(start=start, end=end)
+        return await self.cobot.list_work_sessions(start=start, end=end)
+
+    # -- rows -----------------------------------------------------------------------------
+
+    def _by_url(self, kind: str, items: Sequence[JSONObject]) -> dict[str, JSONObject | None]:
+        """Items by canonical URL, rebuilt from the id exactly as the webhook path does."""
+        found: dict[str, JSONObject | None] = {}
+        unusable = 0
+        for item in items:
+            url = self._url_of(kind, item.get("id"))
+            if url is None:
+                unusable += 1
+            else:
+                found[url] = item
+        if unusable:
+            log.warning("%d %s item(s) from Cobot had no usable id; skipped", unusable, kind)
+        return found
+
+    def _url_of(self, kind: str, ident: Any) -> str | None:
+        if isinstance(ident, bool) or not isinstance(ident, str | int):
+            return None
+        url = resource_url(kind, str(ident), self.settings.cobot)
+        return url if resource_kind_of_path(urlsplit(url).path) == (kind, str(ident)) else None
+
+    async def _write(
+        self,
+        sheet: SheetSettings,
+        resources: Mapping[str, JSONObject | None],
+        summary: SheetSummary,
+        known: Mapping[str, RowState] | None = None,
+    ) -> None:
+        """Upsert changed and missing rows in chunks; record each chunk's new states.
+
+        ``None`` as a resource flags the row deleted now, keeping its other cells.
+        """
+        if not resources:
+            return
+        if known is None:
+            known = await self.store.row_states(sheet.title, resources)
+        stamp = deletion_stamp(datetime.fromtimestamp(self.clock(), UTC))
+        rows, states, unchanged = {}, {}, set()
+        for url, resource in resources.items():
+            previous = known.get(url)
+            deleted_at = previous.deleted_at if previous else None
+            if resource is None:
+                deleted_at = deleted_at or stamp
+            row = sheet_row(sheet, url, resource, deleted_at, self.tz)
+            states[url] = RowState(row_fingerprint(row), deleted_at)
+            rows[url] = row
+            if previous is not None and previous.fingerprint == states[url].fingerprint:
+                unchanged.add(url)
+        urls = list(rows)
+        for first in range(0, len(urls), CHUNK_ROWS):
+            chunk = urls[first : first + CHUNK_ROWS]
+            report = await self.sheets.upsert(
+                sheet, {url: rows[url] for url in chunk}, only_if_missing=unchanged & set(chunk)
+            )
+            written = {url: states[url] for url in chunk if url not in unchanged}
+            if written:
+                await self.store.complete([], {sheet.title: written})
+            summary.record(report)
+
+    def _progress(self, progress: Progress) -> None:
+        log.debug("%s: step %d/%d", progress.sheet, progress.done, progress.total)
+        if self.on_progress is not None:
+            self.on_progress(progress)
+
+
+# --------------------------------------------------------------------------------------------
+# The daemon's schedule
+# --------------------------------------------------------------------------------------------
+
+
+def resync_jobs(
+    settings: Settings, store: Store, cobot: CobotClient, sheets: SheetsWriter
+) -> list[ScheduledJob]:
+    """Per worksheet: the full re-sync on its schedule (``sheets.<title>.resync``, default
+    ``resync.full_schedule``) and, for windowed kinds, the recent window on
+    ``resync.recent_schedule``. A run missed while the daemon was down runs once at start.
+    """
+    engine = Resync(settings, store, cobot, sheets)
+    recent = settings.resync.recent_schedule
+    jobs = []
+    for sheet in settings.sheets:
+        if sheet.resource not in LISTED_KINDS:
+            log.info("%s: no scheduled re-sync: %s", sheet.title, unlisted_reason(sheet))
+            continue
+        if sheet.resync:
+            jobs.append(_resync_job(engine, sheet, "full", sheet.resync))
+        if recent and sheet.resource in WINDOWED_KINDS:
+            jobs.append(_resync_job(engine, sheet, "recent", recent))
+    return jobs
+
+
+def _resync_job(engine: Resync, sheet: SheetSettings, mode: Mode, expression: str) -> ScheduledJob:
+    trigger = cron_trigger(expression, engine.settings.timezone)
+    started = False
+
+    async def run() -> None:
+        nonlocal started
+        if not started:
+            started = True
+            if not await engine.missed_run(sheet, mode, trigger):
+                return
+            log.info("%s: running the %s re-sync missed while down", sheet.title, mode)
+        await engine.run_sheet(sheet, mode)
+
+    return ScheduledJob(f"resync-{mode}:{sheet.title}", run, trigger, run_at_start=True)

@@ -1,0 +1,1 @@
+"""First stage: the webhook receiver and the strict parsing of the URL a webhook names."""

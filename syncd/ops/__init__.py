@@ -1,0 +1,1 @@
+"""Running the daemon: wiring, scheduler, systemd notify, health, metrics, logs and status."""

@@ -1,0 +1,187 @@
+"""Wiring of the daemon: receiver, worker, scheduler and their clean shutdown.
+
+Start-up order matters: the inbox opens first (nothing can be acknowledged without it), the
+HTTP listener second (so Cobot's deliveries find a live receiver), and only then are the
+subscriptions reconciled. Shutdown runs in reverse: stop accepting, let in-flight requests
+and the current flush finish (bounded), close the clients, close the store. Whatever is not
+finished stays pending in the inbox and is processed on the next start.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import logging
+import signal
+import time
+from contextlib import AsyncExitStack, suppress
+
+from aiohttp import web
+
+from syncd.cobot.client import CobotClient
+from syncd.cobot.subscriptions import reconcile
+from syncd.config.settings import Settings
+from syncd.core.errors import SyncdError
+from syncd.core.metrics import Metrics
+from syncd.engine.resync import resync_jobs
+from syncd.engine.worker import Worker
+from syncd.intake.receiver import build_receiver_app, web_server_kwargs, web_site_kwargs
+from syncd.ops.health import FlowState, add_health_routes
+from syncd.ops.logs import RedactingFilter
+from syncd.ops.notify import SystemdNotifier, watchdog_loop
+from syncd.ops.scheduler import ScheduledJob, build_scheduler, every
+from syncd.ops.status import SUBSCRIPTIONS_CHECK_META
+from syncd.sheets.writer import SheetsWriter
+from syncd.store.database import Store
+from syncd.store.filelock import sheets_lock_path
+
+log = logging.getLogger("syncd.daemon")
+
+#: How long shutdown waits for the current flush before leaving it to the next start.
+DRAIN_TIMEOUT_SECONDS = 30.0
+DONE_EVENT_RETENTION_SECONDS = 7 * 24 * 3600
+
+
+class ListenError(SyncdError):
+    """The receiver could not bind its address."""
+
+
+async def run_daemon(settings: Settings, stop: asyncio.Event | None = None) -> None:
+    """Run until SIGTERM/SIGINT (or ``stop``), then drain and return."""
+    stop = stop or asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    metrics = Metrics()
+    store = Store.open(settings.state_dir)
+    notifier = SystemdNotifier()
+    try:
+        async with AsyncExitStack() as stack:
+            cobot = await stack.enter_async_context(CobotClient(settings.cobot, metrics=metrics))
+            sheets = SheetsWriter(
+                settings.google, metrics, lock_path=sheets_lock_path(settings.state_dir)
+            )
+            stack.callback(sheets.close)
+            worker = Worker(settings, store, cobot, sheets, metrics)
+            runners = await _start_http(settings, store, metrics, worker)
+            scheduler = build_scheduler(_jobs(settings, store, cobot, sheets), settings.timezone)
+            scheduler.start()
+            worker_task = asyncio.create_task(worker.run(stop), name="worker")
+            summary = f"{len(settings.sheets)} worksheet(s), {len(settings.events)} event(s)"
+            log.info("cobot-syncd is running: %s", summary)
+            # Everything loaded so far lives as long as the process: exempt it from the
+            # cyclic GC, whose full collections otherwise scan it all and pause the receiver.
+            gc.freeze()
+            notifier.ready(f"serving webhooks; {summary}")
+
+            async def healthy() -> bool:
+                await store.stats()
+                return not worker_task.done()
+
+            watchdog = asyncio.create_task(watchdog_loop(notifier, healthy, stop))
+            try:
+                await stop.wait()
+                log.info("stopping: no new webhooks are accepted; finishing the current flush")
+            finally:
+                stop.set()
+                notifier.stopping("draining the current flush")
+                scheduler.shutdown(wait=False)
+                for runner in runners:
+                    await runner.cleanup()
+                await _drain(worker_task)
+                watchdog.cancel()
+    finally:
+        await store.close()
+        notifier.close()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(sig)
+    log.info("stopped")
+
+
+async def _start_http(
+    settings: Settings, store: Store, metrics: Metrics, worker: Worker
+) -> list[web.AppRunner]:
+    app = build_receiver_app(settings, store, metrics, on_stored=worker.wake)
+    flow = FlowState(
+        last_write_at=lambda: worker.last_write_at,
+        last_error=lambda: worker.last_error,
+        started_at=time.time(),
+    )
+    health_app = app
+    if settings.health.listen is not None:
+        health_app = web.Application()
+    add_health_routes(health_app, settings.health, store, metrics, flow)
+    listeners = [(app, (settings.webhook.listen_host, settings.webhook.listen_port))]
+    if health_app is not app and settings.health.listen is not None:
+        listeners.append((health_app, settings.health.listen))
+    runners = []
+    for application, (host, port) in listeners:
+        runner = web.AppRunner(application, **web_server_kwargs())
+        await runner.setup()
+        try:
+            await web.TCPSite(runner, host, port, **web_site_kwargs()).start()
+        except OSError as exc:
+            await runner.cleanup()
+            for started in runners:
+                await started.cleanup()
+            raise ListenError(
+                f"cannot listen on {host}:{port}: {exc.strerror or exc} (is "
+                f"another process using it? change webhook.listen)"
+            ) from None
+        log.info("listening on %s:%d", host, port)
+        runners.append(runner)
+    return runners
+
+
+def _jobs(
+    settings: Settings, store: Store, cobot: CobotClient, sheets: SheetsWriter
+) -> list[ScheduledJob]:
+    redact = RedactingFilter(settings.secret_values()).redact
+
+    async def record_check(summary: str | None, errors: list[str]) -> None:
+        """Leave the outcome for `syncd status` (Cobot's error texts may quote a callback URL)."""
+        check = {"time": time.time(), "summary": summary, "errors": [redact(e) for e in errors]}
+        await store.set_meta(SUBSCRIPTIONS_CHECK_META, check)
+
+    started = False
+
+    async def check_subscriptions() -> None:
+        # The start-up run keeps a rotated-out secret's subscriptions alive until the next
+        # check, so Cobot's retries of deliveries that failed during the restart still land.
+        nonlocal started
+        retire_previous, started = started, True
+        try:
+            report = await reconcile(settings, cobot, retire_previous=retire_previous)
+        except SyncdError as exc:
+            await record_check(None, [str(exc)])
+            raise
+        await record_check(report.summary(), report.errors)
+        log.info("%s", report.summary())
+
+    async def prune() -> None:
+        await store.prune_done(DONE_EVENT_RETENTION_SECONDS)
+
+    return [
+        ScheduledJob(
+            "subscriptions",
+            check_subscriptions,
+            every(settings.sync.subscription_check_minutes),
+            run_at_start=True,
+        ),
+        ScheduledJob("prune-inbox", prune, every(60)),
+        *resync_jobs(settings, store, cobot, sheets),
+    ]
+
+
+async def _drain(worker_task: asyncio.Task[None]) -> None:
+    try:
+        await asyncio.wait_for(asyncio.shield(worker_task), DRAIN_TIMEOUT_SECONDS)
+    except TimeoutError:
+        log.warning(
+            "the current flush did not finish in %.0f s; its events stay pending and "
+            "are processed on the next start",
+            DRAIN_TIMEOUT_SECONDS,
+        )
+        worker_task.cancel()
+        with suppress(asyncio.CancelledError):
+            await worker_task

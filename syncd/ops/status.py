@@ -1,0 +1,257 @@
+"""``syncd status`` and ``syncd replay``: look into the daemon's state while it runs.
+
+Both read only ``state_dir`` and the worksheet titles from the config, so an operator can run
+them without the credentials, which only the service can read. Status opens the database
+read-only and never waits on or changes the running daemon; replay makes dead-lettered
+events pending again, and the daemon's worker, which polls the inbox every few seconds,
+picks them up without a restart.
+
+The daemon leaves what status shows in the store's meta table under the keys below; the
+re-sync engine adds its own under ``resync.``, which status shows as they are.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import Callable, Sequence
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from syncd.config.settings import Settings, inspect_settings
+from syncd.core.errors import ConfigError, UsageError
+from syncd.core.events import EVENTS
+from syncd.ops.logs import RedactingFilter
+from syncd.store.database import Store
+
+#: The last subscription check: {time, summary, errors}.
+SUBSCRIPTIONS_CHECK_META = "subscriptions.last_check"
+#: Prefix of each worksheet's last successful write: {time, rows}.
+LAST_WRITE_META = "sheets.last_write."
+#: The last error of a flush: {time, error}.
+WORKER_ERROR_META = "worker.last_error"
+#: Prefix of whatever the re-sync engine records (last runs, safety stops).
+RESYNC_META = "resync."
+#: Numbers above this in re-sync records are Unix times (2001-09-09), not counts.
+EPOCH_2001 = 1_000_000_000
+#: Dead letters listed in full; the rest are counted.
+DEAD_LETTERS_SHOWN = 50
+
+Redact = Callable[[str], str]
+
+
+def state_settings(path: Path) -> Settings:
+    """The config as far as status and replay use it: ``state_dir`` and the worksheets.
+
+    Problems elsewhere in the file (a credential file only the service may read, an unset
+    ``${CREDENTIALS_DIRECTORY}``) do not stop an operator from looking at the inbox.
+    """
+    settings, problems = inspect_settings(path)
+    fatal = [p for p in problems if p.key == "state_dir" or p.key.startswith("sheets")]
+    if fatal:
+        raise ConfigError(str(path), fatal)
+    return settings
+
+
+# -- status --------------------------------------------------------------------------------
+
+
+async def read_status(settings: Settings, now: float | None = None) -> dict[str, Any]:
+    """Everything ``syncd status`` shows, as plain JSON-ready data (times in epoch seconds)."""
+    now = time.time() if now is None else now
+    redact = _redactor(settings)
+    async with Store.open(settings.state_dir, readonly=True) as store:
+        stats = await store.stats(now)
+        dead = await store.dead_letters(DEAD_LETTERS_SHOWN)
+        last_writes = await store.meta_items(LAST_WRITE_META)
+        subscriptions = await store.get_meta(SUBSCRIPTIONS_CHECK_META)
+        resync = await store.meta_items(RESYNC_META)
+        last_error = await store.get_meta(WORKER_ERROR_META)
+    oldest = stats.oldest_pending_at
+    return {
+        "state_db": str(store.path),
+        "inbox": {
+            "pending": stats.pending,
+            "due": stats.due,
+            "dead": stats.dead,
+            "done": stats.done,
+            "oldest_pending_age_seconds": None if oldest is None else round(now - oldest, 1),
+        },
+        "dead_letters": [
+            {
+                "id": letter.id,
+                "event": letter.event,
+                "url": letter.url,
+                "attempts": letter.attempts,
+                "received_at": letter.received_at,
+                "last_error": redact(letter.last_error or ""),
+            }
+            for letter in dead
+        ],
+        "sheets": {
+            sheet.title: last_writes.get(f"{LAST_WRITE_META}{sheet.title}")
+            for sheet in settings.sheets
+        },
+        "subscriptions": _redacted(subscriptions, redact),
+        "resync": {k: _redacted(v, redact) for k, v in resync.items() if v is not None},
+        "last_error": _redacted(last_error, redact),
+    }
+
+
+def render_status(status: dict[str, Any], tz: str, now: float | None = None) -> list[str]:
+    """The status as lines for a person: counts first, then what needs attention."""
+    clock = _Clock(ZoneInfo(tz), time.time() if now is None else now)
+    inbox = status["inbox"]
+    lines = [f"State database: {status['state_db']}", _inbox_line(inbox)]
+    if status["dead_letters"]:
+        lines.append("Dead letters (retry them with `syncd replay --config FILE --all` or --id N):")
+        for letter in status["dead_letters"]:
+            lines.append(
+                f"  #{letter['id']} {letter['event']} {letter['url']}: {letter['attempts']} "
+                f"attempt(s), received {clock.when(letter['received_at'])}"
+            )
+            lines.append(f"      last error: {letter['last_error'] or '(none recorded)'}")
+        hidden = inbox["dead"] - len(status["dead_letters"])
+        if hidden > 0:
+            lines.append(f"  ... and {hidden} more (`syncd replay --event NAME` takes them too)")
+    lines.append("Worksheets (last successful write):")
+    width = max((len(title) for title in status["sheets"]), default=0)
+    for title, write in status["sheets"].items():
+        shown = "never" if not write else f"{clock.when(write['time'])}, {write['rows']} row(s)"
+        lines.append(f"  {title:<{width}}  {shown}")
+    lines += _subscriptions_lines(status["subscriptions"], clock)
+    lines += _resync_lines(status["resync"], clock)
+    error = status["last_error"]
+    lines.append(
+        "Last error: none recorded"
+        if not error
+        else f"Last error at {clock.when(error['time'])}: {error['error']}"
+    )
+    return lines
+
+
+def print_status(config: Path, as_json: bool) -> int:
+    """Print the status; exit 0 whenever it could be read, dead letters or not.
+
+    Status reports, it does not alert: /healthz and the ``syncd_inbox_dead_letters`` metric
+    do that, and scripts read ``inbox.dead`` from ``--json``.
+    """
+    settings = state_settings(config)
+    status = asyncio.run(read_status(settings))
+    if as_json:
+        print(json.dumps(status, indent=2))
+    else:
+        print("\n".join(render_status(status, settings.timezone)))
+    return 0
+
+
+# -- replay --------------------------------------------------------------------------------
+
+
+def run_replay(config: Path, ids: Sequence[int] | None, event: str | None, everything: bool) -> int:
+    """Move the selected dead letters back to the queue and say how many moved."""
+    if everything == bool(ids or event):
+        raise UsageError("choose the dead letters to replay: --all, or --id N and/or --event NAME")
+    if event is not None and event not in EVENTS:
+        raise UsageError(f"unknown event {event!r}: use a Cobot event name as `syncd status` shows")
+    settings = state_settings(config)
+    count = asyncio.run(replay(settings, ids or None, event))
+    if count:
+        print(
+            f"Replayed {count} dead-lettered event(s); the running daemon processes them within "
+            "seconds (check with `syncd status`)."
+        )
+    else:
+        print("No dead-lettered event matched; nothing was replayed.")
+    return 0
+
+
+async def replay(settings: Settings, ids: Sequence[int] | None, event: str | None) -> int:
+    """Replay in the state database; never creates one (a wrong state_dir is reported)."""
+    async with Store.open(settings.state_dir, readonly=True):
+        pass
+    async with Store.open(settings.state_dir) as store:
+        return await store.replay(ids, event)
+
+
+# -- helpers -------------------------------------------------------------------------------
+
+
+class _Clock:
+    """Times as the operator reads them: local to the config's time zone, with an age."""
+
+    def __init__(self, tz: ZoneInfo, now: float) -> None:
+        self.tz = tz
+        self.now = now
+
+    def when(self, epoch: float) -> str:
+        stamp = datetime.fromtimestamp(epoch, self.tz).strftime("%Y-%m-%d %H:%M:%S %Z")
+        return f"{stamp} ({_age(self.now - epoch)} ago)"
+
+
+def _age(seconds: float) -> str:
+    """``42s``, ``5m 3s``, ``2h 10m``, ``3d 4h``: precise enough to tell stale from fresh."""
+    s = max(0, int(seconds))
+    if s < 60:
+        return f"{s}s"
+    if s < 3600:
+        return f"{s // 60}m {s % 60}s"
+    if s < 86400:
+        return f"{s // 3600}h {s % 3600 // 60}m"
+    return f"{s // 86400}d {s % 86400 // 3600}h"
+
+
+def _inbox_line(inbox: dict[str, Any]) -> str:
+    oldest = inbox["oldest_pending_age_seconds"]
+    waiting = "" if oldest is None else f", oldest waiting {_age(oldest)}"
+    return (
+        f"Inbox: {inbox['pending']} pending ({inbox['due']} due now{waiting}), "
+        f"{inbox['dead']} dead-lettered, {inbox['done']} done (kept 7 days)"
+    )
+
+
+def _subscriptions_lines(check: dict[str, Any] | None, clock: _Clock) -> list[str]:
+    if not check:
+        return ["Subscriptions: not checked yet (the daemon checks them at start)"]
+    outcome = check.get("summary") or "the check failed"
+    lines = [f"Subscriptions: checked {clock.when(check['time'])}: {outcome}"]
+    lines += [f"  error: {error}" for error in check.get("errors") or []]
+    return lines
+
+
+def _resync_lines(entries: dict[str, Any], clock: _Clock) -> list[str]:
+    if not entries:
+        return ["Re-sync: nothing recorded yet"]
+    lines = ["Re-sync:"]
+    for key, value in entries.items():
+        if isinstance(value, dict):
+            shown = ", ".join(f"{k} {_value(v, clock)}" for k, v in value.items())
+        else:
+            shown = _value(value, clock)
+        lines.append(f"  {key[len(RESYNC_META) :]}: {shown}")
+    return lines
+
+
+def _value(value: Any, clock: _Clock) -> str:
+    """A recorded value as text; Unix times (the engine's ``at``, ``since``) as dates."""
+    if isinstance(value, int | float) and not isinstance(value, bool) and value > EPOCH_2001:
+        return clock.when(value)
+    return str(value)
+
+
+def _redactor(settings: Settings) -> Redact:
+    """Masks whichever secrets the config let us read, in texts that came from outside."""
+    return RedactingFilter(s for s in settings.secret_values() if s).redact
+
+
+def _redacted(value: Any, redact: Redact) -> Any:
+    if isinstance(value, str):
+        return redact(value)
+    if isinstance(value, dict):
+        return {k: _redacted(v, redact) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_redacted(v, redact) for v in value]
+    return value

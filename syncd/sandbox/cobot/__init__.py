@@ -1,0 +1,1 @@
+"""The Cobot API simulator: a real loopback HTTP server for tests and the demo."""

@@ -1,0 +1,1 @@
+"""``syncd demo``: a simulated coworking day synced into an emulated spreadsheet."""

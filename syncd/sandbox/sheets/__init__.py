@@ -1,0 +1,1 @@
+"""The Google Sheets API v4 emulator with its OAuth2 token endpoint."""

@@ -1,0 +1,1 @@
+"""Everything that talks to Google Sheets: transport, A1 notation, row planning and the writer."""
