@@ -120,6 +120,11 @@ def test_quote_title(title: str, quoted: str) -> None:
     assert quote_title(title) == quoted
 
 
+def test_quote_title_always_quotes_when_asked() -> None:
+    assert quote_title("Sheet1", always=True) == "'Sheet1'"
+    assert quote_title("It's", always=True) == "'It''s'"
+
+
 titles = st.text(st.characters(blacklist_categories=["Cs", "Cc"]), min_size=1, max_size=12)
 bounds = st.tuples(
     st.integers(0, 5000), st.integers(1, 300), st.integers(0, 700), st.integers(1, 50)

@@ -21,12 +21,9 @@ from google.oauth2 import service_account
 from gspread.exceptions import APIError, SpreadsheetNotFound, WorksheetNotFound
 from gspread.utils import InsertDataOption, ValueInputOption, ValueRenderOption
 
-from syncd.sandbox.sheets.server import (
-    DateSerial,
-    Formula,
-    generate_service_account_key,
-)
-from syncd.sheets.gclient import SCOPES, authorized_session, gspread_client
+from syncd.sandbox.sheets.auth import generate_service_account_key
+from syncd.sandbox.sheets.cells import DateSerial, Formula
+from syncd.sheets.auth import SCOPES, authorized_session, gspread_client
 from tests.fixtures_sheets import MakeSheetsEmulator, SheetsSandbox
 
 RAW = ValueInputOption.raw
@@ -753,10 +750,10 @@ def test_cli_serves_until_signalled(tmp_path: Path, signum: signal.Signals) -> N
     key_file = tmp_path / "key.json"
     script = (
         "import argparse, sys\n"
-        "from syncd.sandbox.sheets.server import add_cli_arguments, run_cli\n"
+        "from syncd.sandbox.sheets.cli import add_arguments, run\n"
         "parser = argparse.ArgumentParser()\n"
-        "add_cli_arguments(parser)\n"
-        "sys.exit(run_cli(parser.parse_args(sys.argv[1:])))\n"
+        "add_arguments(parser)\n"
+        "sys.exit(run(parser.parse_args(sys.argv[1:])))\n"
     )
     arguments = ["--port", "0", "--spreadsheet", "S1", "--key-file", str(key_file)]
     process = subprocess.Popen(

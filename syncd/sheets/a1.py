@@ -48,9 +48,12 @@ def column_index(letters: str) -> int:
     return index
 
 
-def quote_title(title: str) -> str:
-    """A sheet title as Google writes it in a range: simple names bare, the rest quoted."""
-    if _SIMPLE_TITLE.fullmatch(title) and not _REFERENCE_LIKE.fullmatch(title):
+def quote_title(title: str, *, always: bool = False) -> str:
+    """A sheet title as Google writes it in a range: simple names bare, the rest quoted.
+
+    ``always`` quotes simple names too, as Google's error messages do.
+    """
+    if not always and _SIMPLE_TITLE.fullmatch(title) and not _REFERENCE_LIKE.fullmatch(title):
         return title
     return "'" + title.replace("'", "''") + "'"
 
