@@ -10,10 +10,9 @@ from typing import Any
 import pytest
 
 from syncd.cobot.client import CobotClient
-from syncd.config.settings import load_settings
+from syncd.config.loading import load_settings
 from syncd.ops.daemon import _jobs
-from syncd.ops.status import SUBSCRIPTIONS_CHECK_META
-from syncd.sandbox.cobot.server import Delivery
+from syncd.sandbox.cobot.webhooks import Delivery
 from syncd.sheets.writer import SheetsWriter
 from syncd.store.database import Store
 from tests.fixtures_cobot import COBOT_APP
@@ -124,9 +123,10 @@ async def test_the_periodic_job_is_the_reconcile(make_daemon: MakeDaemon) -> Non
         ids = assert_one_active_per_event(daemon)
         daemon.cobot.sim.deactivate(ids["updated_booking"])
         await job.run()
-        check = await store.get_meta(SUBSCRIPTIONS_CHECK_META)
+        check = await store.meta.subscription_check()
     sheets.close()
-    assert check["summary"] == f"subscriptions: 1 created, 1 deleted, {len(ids) - 1} kept"
+    assert check is not None
+    assert check.summary == f"subscriptions: 1 created, 1 deleted, {len(ids) - 1} kept"
     again = assert_one_active_per_event(daemon)
     assert again["updated_booking"] != ids["updated_booking"]
     assert {e: i for e, i in again.items() if e != "updated_booking"} == {

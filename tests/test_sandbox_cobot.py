@@ -25,14 +25,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import syncd
-from syncd.sandbox.cobot.data import HOSTILE_VALUES, CobotDataGenerator
-from syncd.sandbox.cobot.server import (
-    DEFAULT_RETRY_SCHEDULE,
-    EVENTS,
-    AppToken,
-    CobotSimulator,
-    membership_update_events,
-)
+from syncd.sandbox.cobot.catalogue import EVENTS, membership_update_events
+from syncd.sandbox.cobot.generator import CobotDataGenerator
+from syncd.sandbox.cobot.samples import HOSTILE_VALUES
+from syncd.sandbox.cobot.server import AppToken, CobotSimulator
+from syncd.sandbox.cobot.webhooks import DEFAULT_RETRY_SCHEDULE
 from syncd.sandbox.servers import ServerThread
 from tests.fixtures_cobot import COBOT_APP, CobotSandbox, MakeCobotSim
 
@@ -771,10 +768,10 @@ def test_hostile_values_only_on_request() -> None:
 
 CLI_SCRIPT = """
 import argparse, sys
-from syncd.sandbox.cobot.server import add_cli_arguments, run_cli
+from syncd.sandbox.cobot.cli import add_arguments, run
 parser = argparse.ArgumentParser()
-add_cli_arguments(parser)
-sys.exit(run_cli(parser.parse_args(sys.argv[1:])))
+add_arguments(parser)
+sys.exit(run(parser.parse_args(sys.argv[1:])))
 """
 
 

@@ -13,20 +13,20 @@ from typing import Any, cast
 import pytest
 import yaml
 
-from syncd.cobot.client import CobotClient, Subscription, SubscriptionExists
+from syncd.cobot.client import CobotClient, Subscription
+from syncd.cobot.errors import SubscriptionExists
 from syncd.cobot.subscriptions import (
     callback_url,
-    cli_delete_all_ours,
-    cli_list,
-    cli_sync,
     delete_ours,
     is_ours,
     list_all,
     mask_callback,
     reconcile,
 )
-from syncd.config.settings import Secret, Settings, load_settings
-from syncd.sandbox.cobot import server as sandbox_cobot
+from syncd.commands.subscriptions import delete_all_ours, list_subscriptions, sync_subscriptions
+from syncd.config.loading import load_settings
+from syncd.config.settings import Secret, Settings
+from syncd.sandbox.cobot import subscriptions as simulated_subscriptions
 from tests.fixtures_cobot import CobotSandbox
 
 PUBLIC = "https://sync.example.org/cobot"
@@ -241,7 +241,9 @@ async def test_rejected_event_is_reported_by_name_and_others_are_created(
     cobot_sim: CobotSandbox,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(sandbox_cobot, "EVENTS", sandbox_cobot.EVENTS - {"created_booking"})
+    monkeypatch.setattr(
+        simulated_subscriptions, "EVENTS", simulated_subscriptions.EVENTS - {"created_booking"}
+    )
 
     report = await reconcile(settings, client)
 
@@ -342,19 +344,19 @@ async def test_cli_sync_list_and_delete_print_masked_lines(
 ) -> None:
     cobot_sim.sim.add_subscription("created_membership", f"https://zapier.example/h/{SECRET}")
 
-    assert await cli_sync(settings) == 0
+    assert await sync_subscriptions(settings) == 0
     out = capsys.readouterr().out
     assert f"for created_booking -> {PUBLIC}/***/created_booking" in out
     assert out.rstrip().endswith("subscriptions: 4 created, 0 deleted, 0 kept")
 
-    assert await cli_list(settings) == 0
+    assert await list_subscriptions(settings) == 0
     out = capsys.readouterr().out
     header, *rows = out.splitlines()
     assert header.split() == ["ID", "EVENT", "ACTIVE", "OURS", "CALLBACK", "URL"]
     assert len(rows) == 5
     assert any("https://zapier.example/h/***" in r and " no " in r for r in rows)
 
-    assert await cli_delete_all_ours(settings) == 0
+    assert await delete_all_ours(settings) == 0
     out = capsys.readouterr().out
     assert out.rstrip().endswith("subscriptions: 4 deleted")
     assert SECRET not in out
@@ -363,7 +365,7 @@ async def test_cli_sync_list_and_delete_print_masked_lines(
 async def test_cli_list_names_unsubscribed_events(
     settings: Settings, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    assert await cli_list(settings) == 0
+    assert await list_subscriptions(settings) == 0
     assert capsys.readouterr().out.splitlines()[-1] == (
         "not subscribed (active, current secret) yet: " + ", ".join(ALL_EVENTS)
     )
@@ -373,7 +375,7 @@ async def test_cli_reports_cobot_errors_as_one_line_and_exit_1(
     settings: Settings, capsys: pytest.CaptureFixture[str]
 ) -> None:
     bad_token = replace(settings.cobot, access_token=Secret("revoked-token-0123456789"))
-    assert await cli_sync(replace(settings, cobot=bad_token)) == 1
+    assert await sync_subscriptions(replace(settings, cobot=bad_token)) == 1
     err = capsys.readouterr().err
     assert err.startswith("error: Cobot rejected the access token (401)")
     assert "revoked-token" not in err
@@ -383,6 +385,8 @@ async def test_cli_reports_cobot_errors_as_one_line_and_exit_1(
 async def test_cli_sync_exits_1_when_an_event_was_rejected(
     settings: Settings, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(sandbox_cobot, "EVENTS", sandbox_cobot.EVENTS - {"created_booking"})
-    assert await cli_sync(settings) == 1
+    monkeypatch.setattr(
+        simulated_subscriptions, "EVENTS", simulated_subscriptions.EVENTS - {"created_booking"}
+    )
+    assert await sync_subscriptions(settings) == 1
     assert "Cobot refused the subscription for created_booking" in capsys.readouterr().err

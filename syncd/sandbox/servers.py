@@ -1,4 +1,4 @@
-"""Run an aiohttp application on loopback in a background thread.
+"""Run an aiohttp application on loopback in a background thread, and stop it on a signal.
 
 Tests and the demo need the emulators running while synchronous code (gspread, subprocess
 control) runs in the foreground, so each server gets its own thread and event loop.
@@ -7,10 +7,11 @@ control) runs in the foreground, so each server gets its own thread and event lo
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import signal
 import socket
 import threading
-from collections.abc import Awaitable, Callable
-from concurrent.futures import Future
+from collections.abc import Callable, Coroutine, Iterator
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
@@ -55,10 +56,9 @@ class ServerThread:
         site = web.TCPSite(self._runner, self.host, self.port)
         await site.start()
 
-    def call(self, coro: Awaitable[T], timeout: float = 30) -> T:
+    def call(self, coro: Coroutine[Any, Any, T], timeout: float = 30) -> T:
         """Run a coroutine on the server's loop and wait for its result."""
-        future: Future[Any] = asyncio.run_coroutine_threadsafe(coro, self.loop)  # type: ignore[arg-type]
-        return future.result(timeout)
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
 
     def call_soon(self, fn: Callable[[], T], timeout: float = 30) -> T:
         """Run a plain function on the server's loop (to touch loop-owned state safely)."""
@@ -97,3 +97,16 @@ def listen_address_of(url: str | None, key: str) -> tuple[str, int]:
             f"to serve it (got {url or 'nothing'})"
         )
     return host, parts.port
+
+
+@contextlib.contextmanager
+def stop_on_signals(stop: threading.Event) -> Iterator[None]:
+    """Ctrl-C and SIGTERM set `stop` instead of raising, so a server shuts down cleanly."""
+    previous = {
+        sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGINT, signal.SIGTERM)
+    }
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)

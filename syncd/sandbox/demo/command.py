@@ -13,7 +13,6 @@ import argparse
 import contextlib
 import os
 import secrets
-import signal
 import subprocess
 import sys
 import tempfile
@@ -22,7 +21,6 @@ import time
 import urllib.error
 import urllib.request
 import webbrowser
-from collections.abc import Iterator
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -30,13 +28,15 @@ from typing import Any
 
 import yaml
 
-from syncd.config.settings import Settings, load_settings
+from syncd.config.loading import load_settings
+from syncd.config.settings import Settings
 from syncd.core.errors import ConfigError, ConfigProblem, SyncdError
 from syncd.sandbox.cobot.server import CobotSimulator
 from syncd.sandbox.demo.day import SPEEDS, Day, Feed, parse_speed, play
 from syncd.sandbox.demo.view import SheetWatcher, build_view_app, tabs_of
-from syncd.sandbox.servers import ServerThread, free_port
-from syncd.sandbox.sheets.server import SheetsEmulator, write_key_file
+from syncd.sandbox.servers import ServerThread, free_port, stop_on_signals
+from syncd.sandbox.sheets.auth import write_key_file
+from syncd.sandbox.sheets.server import SheetsEmulator
 
 DEFAULT_PORT = 8765
 EXAMPLE_CONFIG = "example_config.yaml"
@@ -68,7 +68,7 @@ class DemoOptions:
 # -- command line ---------------------------------------------------------------------------
 
 
-def add_cli_arguments(parser: argparse.ArgumentParser) -> None:
+def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of ``syncd demo``."""
     parser.add_argument(
         "--config",
@@ -103,7 +103,8 @@ def add_cli_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def run_cli(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace) -> int:
+    """Run the demo until Ctrl-C, SIGTERM or the end of ``--duration``."""
     options = DemoOptions(
         config=args.config,
         duration=args.duration,
@@ -291,7 +292,7 @@ class Demo:
         self.daemon: DaemonProcess | None = None
 
     def run(self) -> int:
-        with _stop_on_signals(self.stop), contextlib.ExitStack() as stack:
+        with stop_on_signals(self.stop), contextlib.ExitStack() as stack:
             if self.options.duration is not None:
                 timer = threading.Timer(self.options.duration, self.stop.set)
                 timer.daemon = True
@@ -410,16 +411,3 @@ def _has_display() -> bool:
 
 def _say(text: str) -> None:
     print(text, flush=True)
-
-
-@contextlib.contextmanager
-def _stop_on_signals(stop: threading.Event) -> Iterator[None]:
-    """Ctrl-C and SIGTERM end the demo cleanly (exit 0) instead of with a traceback."""
-    previous = {
-        sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGINT, signal.SIGTERM)
-    }
-    try:
-        yield
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)

@@ -15,15 +15,15 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
-from syncd.sandbox.cobot.data import PLANS, RESOURCES, cobot_date, cobot_datetime
+from syncd.sandbox.cobot.samples import PLANS, RESOURCES, Plan
 from syncd.sandbox.cobot.server import CobotSimulator
+from syncd.sandbox.cobot.shapes import JSON, cobot_date, cobot_datetime
 
 #: Real seconds per simulated minute at speed 1: the day (08:00 to 18:30) takes about 2 min.
 SECONDS_PER_MINUTE = 0.2
 SPEEDS = {"slow": 0.5, "normal": 1.0, "fast": 4.0, "high": 30.0}
 DAY_START = time(8, 0)
 
-JSON = dict[str, Any]
 Step = tuple[str, Callable[[datetime], str]]
 
 
@@ -142,12 +142,12 @@ class Day:
 
     # -- memberships ------------------------------------------------------------------------
 
-    def sign_up(self, who: str, plan: Any) -> str:
+    def sign_up(self, who: str, plan: Plan) -> str:
         member = self.sim.create("membership", state="unconfirmed", plan=self.sim.data.plan(plan))
         self.members[who] = member
         return f"{member['name']} signed up online for {plan.name} and waits for confirmation"
 
-    def add_member(self, who: str, plan: Any, at: datetime) -> str:
+    def add_member(self, who: str, plan: Plan, at: datetime) -> str:
         member = self.sim.create(
             "membership",
             emit=["created_membership", "confirmed_membership"],
@@ -175,7 +175,7 @@ class Day:
         self._update_member(who, phone="+49 30 5550123", address=address)
         return f"{self.name(who)} added a company and a phone number to their profile"
 
-    def change_plan(self, who: str, plan: Any) -> str:
+    def change_plan(self, who: str, plan: Plan) -> str:
         self._update_member(who, plan=self.sim.data.plan(plan))
         return f"{self.name(who)} moved to the {plan.name} plan"
 

@@ -13,7 +13,7 @@ import contextlib
 import mimetypes
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from importlib import resources
 from typing import Any
@@ -147,7 +147,7 @@ def build_view_app(watcher: SheetWatcher, status: Callable[[], JSON]) -> web.App
     async def static(request: web.Request) -> web.Response:
         return _static_response(request.match_info["name"])
 
-    async def watch(app: web.Application) -> Any:
+    async def watch(app: web.Application) -> AsyncIterator[None]:
         async def loop() -> None:
             while True:
                 await asyncio.to_thread(watcher.state)

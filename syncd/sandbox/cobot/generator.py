@@ -1,10 +1,8 @@
 """Deterministic synthetic Cobot objects in the shapes the real API returns.
 
-The daemon maps Cobot JSON onto sheet columns by path, so the simulator, the demo and the
-benchmarks must serve objects whose field names, nesting and value types match Cobot's v1 API
-(dates as ``YYYY/MM/DD``, datetimes as ``YYYY/MM/DD HH:MM:SS +0000``, money as decimal strings,
-booking prices as JSON numbers) and, for drop-in passes and the space subscription, API 2
-JSON:API documents. Every value is invented; a seeded RNG makes a run reproducible.
+The simulator, the demo and the benchmarks serve these objects: v1 memberships, invoices,
+bookings, check-ins and smaller resources, and for drop-in passes and the space subscription
+API 2 JSON:API documents. Every value is invented; a seeded RNG makes a run reproducible.
 
 Cobot publishes no shape for admins, check-in tokens or the API 2 space subscription; those
 shapes are plausible inventions and say so where they are built.
@@ -13,157 +11,39 @@ shapes are plausible inventions and say so where they are built.
 from __future__ import annotations
 
 import calendar
-import random
-import unicodedata
-import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
-from decimal import ROUND_HALF_UP, Decimal
+from decimal import Decimal
 from typing import Any
 
-JSON = dict[str, Any]
-
-SPACE_URL = "https://example-space.cobot.me"
-COBOT_DATE = "%Y/%m/%d"
-COBOT_DATETIME = "%Y/%m/%d %H:%M:%S +0000"
-CENT = Decimal("0.01")
-
-# Values that spreadsheets treat as formulas, or that break naive CSV/cell handling. Real members
-# do type such things into their profile, so the daemon must write them as plain text.
-HOSTILE_VALUES: tuple[str, ...] = (
-    '=HYPERLINK("http://x")',
-    "+1 555",
-    "-2+3",
-    "@SUM(A1:A9)",
-    "=cmd|' /C calc'!A0",
-    "\tTabbed Name",
-    "Zoë O'Brien-Ñúñez 🚀",
-    "Line one\nLine two",
+from syncd.sandbox.cobot.picks import RandomPicks
+from syncd.sandbox.cobot.samples import (
+    BOOKING_TITLES,
+    DAY_PASS_ID,
+    DAY_PASS_PRICE,
+    MEMBERSHIP_STATES,
+    PAYMENT_METHODS,
+    PLANS,
+    RESOURCES,
+    SPACE_ADDRESS,
+    SPACE_URL,
+    TAX_RATE,
+    Plan,
 )
-
-FIRST_NAMES = (
-    "Ada", "Bo", "Cy", "Dana", "Eli", "Femi", "Greta", "Hiro", "Ines", "Jonas", "Kemal", "Lena",
-    "Mateo", "Nora", "Olu", "Priya", "Quinn", "Rosa", "Sven", "Tomás", "Uma", "Vik", "Wen", "Zoë",
-)  # fmt: skip
-LAST_NAMES = (
-    "Novak", "Schmidt", "Okafor", "Tanaka", "García", "Müller", "Haddad", "Kowalski", "Lindqvist",
-    "O'Neill", "Rossi", "Nguyen", "Fischer", "Ahmed", "Dubois", "Jensen",
-)  # fmt: skip
-CITIES = (
-    ("Berlin", "10115", "Germany"),
-    ("Munich", "80331", "Germany"),
-    ("Hamburg", "20095", "Germany"),
-    ("Leipzig", "04109", "Germany"),
-    ("Vienna", "1010", "Austria"),
+from syncd.sandbox.cobot.shapes import (
+    COBOT_DATE,
+    JSON,
+    cobot_date,
+    cobot_datetime,
+    invoice_item,
+    invoice_recipient,
+    invoice_totals,
+    membership_ref,
+    money,
+    plan_object,
+    price_with_tax,
 )
-STREETS = ("Sample Street", "Placeholder Road", "Example Avenue", "Demo Lane", "Mock Square")
-COMPANIES = ("Example Analytics Ltd", "Placeholder Studio", "Demo Robotics GmbH", "Fictive Labs")
-EMAIL_DOMAINS = ("example.org", "example.net", "example.com")
-BOOKING_TITLES = ("Team sync", "Client workshop", "Interview", "Podcast recording", "Board meeting")
-PAYMENT_METHODS = (("Bank transfer", False), ("Credit card", True), ("SEPA direct debit", True))
-
-SPACE_ADDRESS: JSON = {
-    "name": "Example Coworking",
-    "full_address": "9 Demo Plaza\n10117 Berlin\nGermany",
-    "company": "Example Coworking GmbH",
-    "country": "Germany",
-}
-
-
-@dataclass(frozen=True)
-class Resource:
-    """A bookable room; the hourly price drives booking prices and invoice lines."""
-
-    id: str
-    name: str
-    price_per_hour: Decimal
-    accounting_code: str | None
-
-
-RESOURCES = (
-    Resource("r0000000000000000000000000000001", "Meeting Room A", Decimal("12.5"), "ROOMS"),
-    Resource("r0000000000000000000000000000002", "Event Hall", Decimal("60"), "EVENTS"),
-    Resource("r0000000000000000000000000000003", "Phone Booth", Decimal("0"), None),
-    Resource("r0000000000000000000000000000004", "Podcast Studio", Decimal("25"), "ROOMS"),
-)
-
-
-@dataclass(frozen=True)
-class Plan:
-    """A membership plan; memberships embed it and invoices bill it."""
-
-    id: str
-    name: str
-    description: str
-    price: Decimal
-    cancellation_period: int
-    accounting_code: str | None
-    extras: tuple[tuple[str, Decimal], ...] = ()
-    credit_hours: Decimal | None = None
-    day_passes: int | None = None
-
-
-PLANS = (
-    Plan("p0000000000000000000000000000001", "Full Time Desk", "Fixed desk, 24/7 access",
-         Decimal("250"), 30, "DESK-FT", extras=(("Locker", Decimal("15")),),
-         credit_hours=Decimal("4")),
-    Plan("p0000000000000000000000000000002", "Flex 10", "10 days per month", Decimal("120"), 14,
-         None, day_passes=10),
-    Plan("p0000000000000000000000000000003", "Hot Desk", "Any free desk, weekdays", Decimal("180"),
-         30, "DESK-HOT"),
-    Plan("p0000000000000000000000000000004", "Private Office", "Lockable office for four",
-         Decimal("900"), 90, "OFFICE", extras=(("Parking", Decimal("60")),)),
-    Plan("p0000000000000000000000000000005", "Virtual Office", "Business address and mail",
-         Decimal("49"), 30, "VIRTUAL"),
-)  # fmt: skip
-
-MEMBERSHIP_STATES = ("confirmed", "unconfirmed", "canceled")
-TAX_RATE = Decimal("19.0")
-DAY_PASS_ID = "t0000000000000000000000000000001"
-DAY_PASS_PRICE = Decimal("15")
-
-
-def money(value: Decimal) -> str:
-    """Cobot's decimal strings: cents precision, trailing zero dropped ("100.0", "2.38")."""
-    text = f"{value.quantize(CENT, ROUND_HALF_UP):f}"
-    return text[:-1] if text.endswith("0") else text
-
-
-def cobot_date(value: date) -> str:
-    return value.strftime(COBOT_DATE)
-
-
-def cobot_datetime(value: datetime) -> str:
-    """Format in UTC, the only offset Cobot's v1 examples ever show."""
-    if value.tzinfo is not None:
-        value = value.astimezone(UTC)
-    return value.strftime(COBOT_DATETIME)
-
-
-def membership_ref(membership: Mapping[str, Any]) -> JSON:
-    """The `{id, name}` stub that bookings and check-ins embed."""
-    return {"id": membership["id"], "name": membership["name"]}
-
-
-def deleted_booking_payload(booking: Mapping[str, Any]) -> JSON:
-    """The `booking` object of a deleted_booking webhook: a subset, with price as a string."""
-    keys = ("id", "from", "to", "title", "comments", "resource", "membership", "units")
-    payload = {key: booking.get(key) for key in keys}
-    payload["price"] = money(Decimal(str(booking.get("price") or 0)))
-    payload["currency"] = booking.get("currency")
-    payload["tax_rate"] = booking.get("tax_rate")
-    return payload
-
-
-def _ascii(text: str) -> str:
-    """Email-safe form of a name ("Zoë O'Brien" -> "zoeobrien")."""
-    folded = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode()
-    return "".join(ch for ch in folded.lower() if ch.isalnum())
-
-
-def _price_with_tax(net: Decimal) -> Decimal:
-    return net + (net * TAX_RATE / 100).quantize(CENT, ROUND_HALF_UP)
 
 
 @dataclass
@@ -201,9 +81,9 @@ class CobotDataGenerator:
         hostile_rate: float = 0.0,
         space_url: str = SPACE_URL,
     ) -> None:
-        self.rng = random.Random(seed)
+        self.pick = RandomPicks(seed, hostile_rate)
+        self.rng = self.pick.rng
         self.today = today or datetime.now(UTC).date()
-        self.hostile_rate = hostile_rate
         self.space_url = space_url
         self._customer_numbers = iter(range(10001, 10**9))
         self._invoice_numbers = iter(range(1001, 10**9))
@@ -214,112 +94,11 @@ class CobotDataGenerator:
         """Restart the RNG while keeping number sequences, so invoice numbers never repeat."""
         self.rng.seed(seed)
 
-    # -- small random helpers -------------------------------------------------------------
-
-    def _hex_id(self) -> str:
-        return f"{self.rng.getrandbits(128):032x}"
-
-    def _uuid(self) -> str:
-        return str(uuid.UUID(int=self.rng.getrandbits(128), version=4))
-
-    def _day_between(self, start: date, end: date) -> date:
-        return start + timedelta(days=self.rng.randint(0, max(0, (end - start).days)))
-
-    def _at(self, day: date, first_hour: int, last_hour: int) -> datetime:
-        """A moment on `day` between the two hours, on a five-minute mark."""
-        moment = time(self.rng.randint(first_hour, last_hour), self.rng.randrange(0, 60, 5))
-        return datetime.combine(day, moment)
-
-    def _is_hostile(self, hostile: bool | None) -> bool:
-        return self.rng.random() < self.hostile_rate if hostile is None else hostile
-
-    def _text(self, normal: str, hostile: bool) -> str:
-        return self.rng.choice(HOSTILE_VALUES) if hostile else normal
-
-    def _person(self) -> tuple[str, str]:
-        first, last = self.rng.choice(FIRST_NAMES), self.rng.choice(LAST_NAMES)
-        email = f"{_ascii(first)}.{_ascii(last)}{self.rng.randint(1, 999)}@"
-        return f"{first} {last}", email + self.rng.choice(EMAIL_DOMAINS)
-
     # -- memberships ----------------------------------------------------------------------
 
     def plan(self, plan: Plan | None = None, *, canceled_to: str | None = None) -> JSON:
-        """A membership's `plan` object with derived totals."""
-        plan = plan or self.rng.choice(PLANS)
-        extras_total = sum((price for _, price in plan.extras), Decimal(0))
-        return {
-            "name": plan.name,
-            "description": plan.description,
-            "parent_plan": {"id": plan.id},
-            "price_per_cycle_in_cents": int(plan.price * 100),
-            "price_per_cycle": money(plan.price),
-            "tax_rate": str(TAX_RATE),
-            "cycle_duration": 1,
-            "currency": "EUR",
-            "cancellation_period": plan.cancellation_period,
-            "canceled_to": canceled_to,
-            "total_price_per_cycle": money(_price_with_tax(plan.price + extras_total)),
-            "accounting_code": plan.accounting_code,
-            "booking_credits": self._booking_credits(plan),
-            "extras": [self._extra(name, price) for name, price in plan.extras],
-            "time_passes": [self._day_pass(plan.day_passes)] if plan.day_passes else [],
-        }
-
-    @staticmethod
-    def _booking_credits(plan: Plan) -> list[JSON]:
-        if plan.credit_hours is None:
-            return []
-        room = RESOURCES[0]
-        return [
-            {
-                "resources": [{"id": room.id, "name": room.name}],
-                "hours": str(plan.credit_hours.quantize(Decimal("0.1"))),
-                "price_per_hour": money(room.price_per_hour),
-            }
-        ]
-
-    @staticmethod
-    def _extra(name: str, price: Decimal) -> JSON:
-        return {
-            "name": name,
-            "price_in_cents": int(price * 100),
-            "price": money(price),
-            "tax_rate": str(TAX_RATE),
-            "currency": "EUR",
-        }
-
-    @staticmethod
-    def _day_pass(included: int) -> JSON:
-        return {
-            "id": DAY_PASS_ID,
-            "name": "Day Pass",
-            "price_in_cents": int(DAY_PASS_PRICE * 100),
-            "price": money(DAY_PASS_PRICE),
-            "tax_rate": str(TAX_RATE),
-            "currency": "EUR",
-            "timespans": "8-20",
-            "parsed_timespans": [
-                {"from_hour": 8, "from_minute": 0, "to_hour": 20, "to_minute": 0, "weekdays": []}
-            ],
-            "included_per_timespan": included,
-            "included_timespan": "month",
-            "discounts": [],
-        }
-
-    def _address(self, name: str, hostile: bool) -> JSON:
-        city, post_code, country = self.rng.choice(CITIES)
-        street = f"{self.rng.randint(1, 120)} {self.rng.choice(STREETS)}"
-        company = self.rng.choice((None, None, *COMPANIES))
-        return {
-            "company": self._text(company, hostile) if company or hostile else None,
-            "name": name,
-            "full_address": f"{street}\n{post_code} {city}\n{country}",
-            "address": street,
-            "post_code": post_code,
-            "city": city,
-            "state": None,
-            "country": country,
-        }
+        """A membership's `plan` object (default: a random plan's) with derived totals."""
+        return plan_object(plan or self.rng.choice(PLANS), canceled_to)
 
     def membership(
         self,
@@ -336,31 +115,31 @@ class CobotDataGenerator:
         """
         if state not in MEMBERSHIP_STATES:
             raise ValueError(f"state must be one of {MEMBERSHIP_STATES}, not {state!r}")
-        hostile = self._is_hostile(hostile)
-        name, email = self._person()
-        name = self._text(name, hostile)
-        starts = self._day_between(since or self.today - timedelta(days=365), self.today)
+        hostile = self.pick.is_hostile(hostile)
+        name, email = self.pick.person()
+        name = self.pick.text(name, hostile)
+        starts = self.pick.day_between(since or self.today - timedelta(days=365), self.today)
         canceled_to = None
         if state == "canceled":
-            canceled_to = cobot_date(self._day_between(starts, self.today - timedelta(days=1)))
+            canceled_to = cobot_date(self.pick.day_between(starts, self.today - timedelta(days=1)))
         confirmed = state != "unconfirmed"
         has_user = self.rng.random() >= 0.1
         payment = self.rng.choice((None, *PAYMENT_METHODS))
         membership = {
-            "id": self._hex_id(),
+            "id": self.pick.hex_id(),
             "name": name,
             "email": email,
-            "phone": self._phone(hostile),
-            "user": {"id": self._hex_id(), "email": email} if has_user else None,
+            "phone": self.pick.phone(hostile),
+            "user": {"id": self.pick.hex_id(), "email": email} if has_user else None,
             "picture": f"{self.space_url}/pictures/default.png",
-            "address": self._address(name, hostile),
+            "address": self.pick.address(name, hostile),
             "billing_emails": [email] if self.rng.random() < 0.3 else [],
             "charge_taxes": self.rng.random() >= 0.05,
             "customer_number": str(next(self._customer_numbers)) if confirmed else None,
             "plan": self.plan(canceled_to=canceled_to),
             "upcoming_plan": None,
             "payment_method": {"name": payment[0], "automated": payment[1]} if payment else None,
-            "confirmed_at": cobot_datetime(self._at(starts, 8, 18)) if confirmed else None,
+            "confirmed_at": cobot_datetime(self.pick.moment(starts, 8, 18)) if confirmed else None,
             "starts_at": cobot_date(starts) if confirmed else None,
             "joined_at": cobot_date(starts) if confirmed else None,
             "canceled_to": canceled_to,
@@ -371,13 +150,6 @@ class CobotDataGenerator:
             requested = self.today + timedelta(days=self.rng.randint(1, 30))
             membership["requested_starts_at"] = cobot_date(requested)
         return {**membership, **overrides}
-
-    def _phone(self, hostile: bool) -> str | None:
-        if hostile:
-            return "+1 555"
-        if self.rng.random() < 0.2:
-            return None
-        return f"+49 30 {self.rng.randint(1000000, 9999999)}"
 
     def _next_invoice_at(self) -> str:
         year, month = self.today.year, self.today.month
@@ -399,13 +171,13 @@ class CobotDataGenerator:
         state are derived from the lines so that they always add up like Cobot's do.
         """
         member = member if member is not None else self.membership()
-        hostile = self._is_hostile(hostile)
+        hostile = self.pick.is_hostile(hostile)
         created = created or self.today
         number = next(self._invoice_numbers)
         items = self._invoice_items(member, created, hostile)
         paid = created < self.today - timedelta(days=3) and self.rng.random() < 0.8
         paid_at = created + timedelta(days=self.rng.randint(0, 3))
-        invoice_id = self._hex_id()
+        invoice_id = self.pick.hex_id()
         invoice = {
             "id": invoice_id,
             "url": f"{self.space_url}/api/invoices/{invoice_id}",
@@ -417,7 +189,7 @@ class CobotDataGenerator:
             "currency": "EUR",
             "membership_id": member["id"],
             "contact_id": None,
-            "address": self._recipient(member),
+            "address": invoice_recipient(member),
             "space_address": dict(SPACE_ADDRESS),
             "invoice_text": "Thank you for working with us.",
             "tax_name": "VAT",
@@ -427,7 +199,7 @@ class CobotDataGenerator:
             "formatted_invoice_number": f"{created.year}-EX-{number}",
             "customer_number": int(member.get("customer_number") or 0) or None,
             "items": [{**item, "paid": paid} for item in items],
-            **self._invoice_totals(items, paid),
+            **invoice_totals(items, paid),
             "paid": paid,
             "sent": paid or self.rng.random() < 0.7,
             "paid_status": "paid" if paid else "unpaid",
@@ -437,16 +209,6 @@ class CobotDataGenerator:
         invoice["can_charge"] = automated and not paid
         return {**invoice, **overrides}
 
-    @staticmethod
-    def _recipient(member: Mapping[str, Any]) -> JSON:
-        address = member.get("address") or {}
-        return {
-            "name": address.get("name") or member.get("name"),
-            "full_address": address.get("full_address"),
-            "company": address.get("company"),
-            "country": address.get("country"),
-        }
-
     def _invoice_items(self, member: Mapping[str, Any], created: date, hostile: bool) -> list[JSON]:
         plan = member.get("plan") or self.plan()
         month = calendar.month_name[created.month]
@@ -455,54 +217,15 @@ class CobotDataGenerator:
         if self.rng.random() < 0.4:
             room = self.rng.choice(RESOURCES[:2])
             hours = Decimal(self.rng.randint(1, 4))
-            description = self._text(f"{room.name}, 1h", hostile)
+            description = self.pick.text(f"{room.name}, 1h", hostile)
             lines.append((description, room.price_per_hour, hours, room.accounting_code))
         lines += [
             (extra["name"], Decimal(extra["price"]), Decimal(1), None)
             for extra in plan.get("extras", [])
         ]
-        return [self._invoice_item(member["id"], *line) for line in lines]
-
-    def _invoice_item(
-        self,
-        membership_id: str,
-        description: str,
-        amount: Decimal,
-        quantity: Decimal,
-        accounting_code: str | None,
-    ) -> JSON:
-        unit_tax = (amount * TAX_RATE / 100).quantize(CENT, ROUND_HALF_UP)
-        total = amount * quantity
-        total_tax = (total * TAX_RATE / 100).quantize(CENT, ROUND_HALF_UP)
-        return {
-            "id": f"{self.rng.getrandbits(56):014x}",
-            "paid": False,
-            "amount": money(amount),
-            "description": description,
-            "quantity": str(quantity.quantize(Decimal("0.1"))),
-            "tax_rate": str(TAX_RATE),
-            "tax_amount": money(unit_tax),
-            "amount_with_tax": money(amount + unit_tax),
-            "total_amount": money(total),
-            "total_amount_with_tax": money(total + total_tax),
-            "total_tax_amount": money(total_tax),
-            "accounting_code": accounting_code,
-            "cost_center": None,
-            "membership_id": membership_id,
-        }
-
-    @staticmethod
-    def _invoice_totals(items: list[JSON], paid: bool) -> JSON:
-        net = sum((Decimal(item["total_amount"]) for item in items), Decimal(0))
-        tax = sum((Decimal(item["total_tax_amount"]) for item in items), Decimal(0))
-        gross = money(net + tax)
-        return {
-            "total_amount": gross,
-            "total_amount_without_taxes": money(net),
-            "payable_amount": gross,
-            "total_paid_amount": gross if paid else "0.0",
-            "taxes": [{"name": "VAT", "rate": str(TAX_RATE), "amount": money(tax)}],
-        }
+        return [
+            invoice_item(f"{self.rng.getrandbits(56):014x}", member["id"], *line) for line in lines
+        ]
 
     # -- bookings and check-ins -----------------------------------------------------------
 
@@ -515,21 +238,21 @@ class CobotDataGenerator:
         **overrides: Any,
     ) -> JSON:
         """A v1 booking of 1 to 4 hours (default: in the next two weeks); price is a number."""
-        hostile = self._is_hostile(hostile)
+        hostile = self.pick.is_hostile(hostile)
         resource = self.rng.choice(RESOURCES)
         if start is None:
             day = self.today + timedelta(days=self.rng.randint(0, 14))
-            start = self._at(day, 8, 18).replace(minute=self.rng.choice((0, 30)))
+            start = self.pick.moment(day, 8, 18).replace(minute=self.rng.choice((0, 30)))
         hours = self.rng.randint(1, 4)
         created = start - timedelta(days=self.rng.randint(1, 20), minutes=self.rng.randint(0, 600))
         member = member if member is not None else self.membership()
-        booking_id = self._hex_id()
+        booking_id = self.pick.hex_id()
         booking = {
             "id": booking_id,
             "url": f"{self.space_url}/api/bookings/{booking_id}",
             "from": cobot_datetime(start),
             "to": cobot_datetime(start + timedelta(hours=hours)),
-            "title": self._text(self.rng.choice(BOOKING_TITLES), hostile),
+            "title": self.pick.text(self.rng.choice(BOOKING_TITLES), hostile),
             "comments": self.rng.choice((None, None, "Projector please", "Coffee for six")),
             "resource": {"id": resource.id, "name": resource.name},
             "membership": membership_ref(member),
@@ -554,7 +277,7 @@ class CobotDataGenerator:
     ) -> JSON:
         """A v1 check-in (work session) on `day` (default today), valid until 04:00 next day."""
         member = member if member is not None else self.membership()
-        start = self._at(day or self.today, 7, 11)
+        start = self.pick.moment(day or self.today, 7, 11)
         check_in = {
             "id": f"{next(self._check_in_numbers):08d}",
             "valid_from": cobot_datetime(start),
@@ -573,7 +296,7 @@ class CobotDataGenerator:
     def guest_account(self, **overrides: Any) -> JSON:
         """A wifi guest account, `{id, login, expires_after}` as Cobot documents it."""
         number = next(self._guest_numbers)
-        expires = self._at(self.today + timedelta(days=self.rng.randint(1, 30)), 0, 23)
+        expires = self.pick.moment(self.today + timedelta(days=self.rng.randint(1, 30)), 0, 23)
         account = {
             "id": str(number),
             "login": f"guest-{number}",
@@ -583,12 +306,12 @@ class CobotDataGenerator:
 
     def admin(self, **overrides: Any) -> JSON:
         """A space admin. Cobot documents no shape; this one mirrors a membership's user."""
-        name, email = self._person()
+        name, email = self.pick.person()
         admin = {
-            "id": self._hex_id(),
+            "id": self.pick.hex_id(),
             "name": name,
             "email": email,
-            "user": {"id": self._hex_id(), "email": email},
+            "user": {"id": self.pick.hex_id(), "email": email},
         }
         return {**admin, **overrides}
 
@@ -596,11 +319,11 @@ class CobotDataGenerator:
         """An RFID/NFC check-in token. Shape inferred from the `{membership_id, token}` POST."""
         member = member if member is not None else self.membership()
         token = {
-            "id": self._hex_id(),
+            "id": self.pick.hex_id(),
             "token": f"{self.rng.getrandbits(40):010X}",
             "membership_id": member["id"],
             "membership": membership_ref(member),
-            "created_at": cobot_datetime(self._at(self.today, 8, 18)),
+            "created_at": cobot_datetime(self.pick.moment(self.today, 8, 18)),
         }
         return {**token, **overrides}
 
@@ -608,16 +331,16 @@ class CobotDataGenerator:
         self, *, id: str | None = None, hostile: bool | None = None, **attributes: Any
     ) -> JSON:
         """An API 2 drop-in pass document; keyword arguments override attributes."""
-        hostile = self._is_hostile(hostile)
-        name, email = self._person()
-        name = self._text(name, hostile)
+        hostile = self.pick.is_hostile(hostile)
+        name, email = self.pick.person()
+        name = self.pick.text(name, hostile)
         valid_on = self.today + timedelta(days=self.rng.randint(0, 10))
-        gross = _price_with_tax(DAY_PASS_PRICE)
+        gross = price_with_tax(DAY_PASS_PRICE)
         defaults = {
             "name": name,
             "validOn": valid_on.isoformat(),
             "email": email,
-            "phone": self._phone(hostile),
+            "phone": self.pick.phone(hostile),
             "onboardingInstructions": "Ask for the wifi code at the front desk.",
             "taxId": None,
             "price": {
@@ -638,7 +361,7 @@ class CobotDataGenerator:
                 }
             ],
         }
-        data = {"id": id or self._uuid(), "type": "drop_in_passes"}
+        data = {"id": id or self.pick.uuid4(), "type": "drop_in_passes"}
         return {"data": {**data, "attributes": {**defaults, **attributes}}}
 
     def space_subscription(self, space_id: str, **attributes: Any) -> JSON:
@@ -697,7 +420,7 @@ class CobotDataGenerator:
         picks = []
         for _ in range(count):
             member = self.rng.choice(members)
-            picks.append((self._day_between(member.active_from, member.active_to), member))
+            picks.append((self.pick.day_between(member.active_from, member.active_to), member))
         picks.sort(key=lambda pick: pick[0])
         return [self.invoice(member.data, created=day) for day, member in picks]
 
@@ -705,7 +428,7 @@ class CobotDataGenerator:
         until = self.today + timedelta(days=30)
         result = []
         for _ in range(count):
-            start = self._at(self._day_between(since, until), 7, 19).replace(minute=0)
+            start = self.pick.moment(self.pick.day_between(since, until), 7, 19).replace(minute=0)
             member = self.rng.choice(members).data
             booking = self.booking(member, start=start)
             if self.rng.random() < 0.1:
@@ -717,6 +440,6 @@ class CobotDataGenerator:
         result = []
         for _ in range(count):
             member = self.rng.choice(members)
-            day = self._day_between(max(since, member.active_from), member.active_to)
+            day = self.pick.day_between(max(since, member.active_from), member.active_to)
             result.append(self.check_in(member.data, day=day))
         return result
