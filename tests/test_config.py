@@ -5,11 +5,15 @@ from __future__ import annotations
 import json
 import textwrap
 from pathlib import Path
+from typing import get_args
 
 import pytest
 
 from syncd.cli import main
-from syncd.config.settings import load_settings, schema_key_paths
+from syncd.config.coerce import COERCERS
+from syncd.config.loading import load_settings
+from syncd.config.schema import KeyType, key_paths
+from syncd.config.settings import Settings
 from syncd.core.errors import ConfigError
 
 TOKEN = "cobot-token-for-config-tests"
@@ -242,8 +246,21 @@ def test_missing_config_file_is_exit_2(tmp_path: Path, capsys: pytest.CaptureFix
     assert "cannot read config file" in err
 
 
+def test_bounds_are_checked_where_declared(tmp_path: Path, key_file: Path) -> None:
+    body = "sync:\n  batch_size: 0\nresync:\n  max_deleted_share: 1.5\n"
+    path = write_config(tmp_path, key_file, body)
+    assert problems_of(path) == [
+        f"{path}: sync.batch_size: must be greater than 0, got 0",
+        f"{path}: resync.max_deleted_share: must be between 0 and 1, got 1.5",
+    ]
+
+
+def test_every_key_type_has_a_coercer() -> None:
+    assert set(COERCERS) == set(get_args(KeyType))
+
+
 def test_schema_lists_every_key() -> None:
-    paths = schema_key_paths()
+    paths = key_paths(Settings)
     assert "cobot.access_token_file" in paths
     assert "sheets.<title>.columns" in paths
     assert len(paths) == len(set(paths))

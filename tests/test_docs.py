@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import re
 
-from syncd.cli import build_parser
 from syncd.commands import docsgen
-from syncd.config.settings import schema_key_paths
+from syncd.commands.parser import build_parser
+from syncd.config.schema import key_paths
+from syncd.config.settings import Settings
 from syncd.core.events import EVENTS
 from tests.fixtures_daemon import EXAMPLE_CONFIG, REPO
 from tests.test_events import DOC, documented_events
@@ -58,7 +59,7 @@ def example_mentions(path: str) -> bool:
 
 def test_generated_tables_name_every_key_event_and_command() -> None:
     reference = docsgen.config_reference()
-    assert [p for p in schema_key_paths() if f"`{p}`" not in reference] == []
+    assert [p for p in key_paths(Settings) if f"`{p}`" not in reference] == []
     events = docsgen.event_table()
     assert [e for e in sorted(all_events()) if f"`{e}`" not in events] == []
     commands = docsgen.commands_table()
@@ -73,7 +74,7 @@ def test_every_event_has_a_worksheet_in_the_example() -> None:
 
 
 def test_every_config_key_is_in_config_example_yaml() -> None:
-    assert [p for p in schema_key_paths() if not example_mentions(p)] == []
+    assert [p for p in key_paths(Settings) if not example_mentions(p)] == []
 
 
 def test_update_rewrites_only_the_generated_blocks() -> None:
@@ -102,7 +103,7 @@ def test_readme_has_every_section_and_generated_block() -> None:
 
 def test_readme_configuration_reference_names_every_key() -> None:
     reference = section(readme_text(), "Configuration reference") or ""
-    assert [p for p in schema_key_paths() if f"`{p}`" not in reference] == []
+    assert [p for p in key_paths(Settings) if f"`{p}`" not in reference] == []
 
 
 def test_readme_event_table_names_every_cobot_event() -> None:

@@ -9,8 +9,10 @@ from pathlib import Path
 import pytest
 
 from syncd.commands.check_config import offline_problems
-from syncd.config.settings import Settings, load_settings
+from syncd.config.loading import load_settings
+from syncd.config.settings import Settings
 from syncd.core.events import EVENTS
+from syncd.mapping.rows import sheets_for
 from tests.fixtures_example import example_lines, optional_block_lines, uncommented_example
 from tests.test_events import DOC, documented_events
 
@@ -73,8 +75,8 @@ def test_all_optional_blocks_validate_together(tmp_path: Path) -> None:
     settings = load_example(tmp_path, uncommented_example(OPTIONAL_TITLES))
     assert len(settings.sheets) == 4 + len(OPTIONAL_TITLES)
     # deleted_admin feeds two worksheets, told apart by the URL's kind.
-    assert {s.title for s in settings.sheets_for("deleted_admin", "admin")} == {"Admins"}
-    assert {s.title for s in settings.sheets_for("deleted_admin", "guest_account")} == {
+    assert {s.title for s in sheets_for(settings.sheets, "deleted_admin", "admin")} == {"Admins"}
+    assert {s.title for s in sheets_for(settings.sheets, "deleted_admin", "guest_account")} == {
         "Guest accounts"
     }
 

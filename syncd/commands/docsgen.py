@@ -1,10 +1,11 @@
 """README tables generated from the code, so the documentation cannot drift from it.
 
-Three tables are generated: the configuration reference (from ``syncd.config.SCHEMA``), the
-Cobot events (from ``syncd.events.EVENTS`` and the worksheets of config.example.yaml) and the
-commands (from the CLI parser). In a Markdown file each sits between two marker comments,
-and ``python -m syncd.commands.docsgen --update README.md`` rewrites them in place; tests fail
-while a README table differs from what this module generates.
+Three tables are generated: the configuration reference (from the key declarations of
+``syncd.config.settings``), the Cobot events (from ``syncd.core.events.EVENTS`` and the
+worksheets of config.example.yaml) and the commands (from the CLI parser). In a Markdown file
+each sits between two marker comments, and ``python -m syncd.commands.docsgen --update
+README.md`` rewrites them in place; tests fail while a README table differs from what this
+module generates.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from __future__ import annotations
 import argparse
 import re
 import sys
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -20,7 +21,8 @@ from typing import Any
 
 import yaml
 
-from syncd.config.settings import SCHEMA, SHEET_SCHEMA, Key, Section
+from syncd.config.schema import Key, KeyType, walk
+from syncd.config.settings import Settings
 from syncd.core.events import EVENTS, EventSpec
 
 OPTIONAL_MARKER = "# --- optional sheets"
@@ -29,14 +31,15 @@ _KIND_NAMES = {
     "check_in_token": "check-in token",
     "drop_in_pass": "drop-in pass",
 }
-_TYPES = {
+_TYPES: dict[KeyType, str] = {
     "str": "text",
+    "secret": "text",
+    "secret list": "list of text",
     "int": "whole number",
     "float": "number",
     "url": "URL",
     "hostport": "host:port",
     "path": "file path",
-    "list[str]": "list of text",
     "timezone": "time zone",
     "resource": "resource kind",
     "events": "list of events",
@@ -62,8 +65,7 @@ class ExampleSheet:
 
 def config_reference() -> str:
     """Every config key: type, default and what it does."""
-    rows = [_key_row(path, key) for path, key in _keys(SCHEMA, "")]
-    rows += [_key_row(path, key) for path, key in _keys(SHEET_SCHEMA, "sheets.<title>.")]
+    rows = [_key_row(path, key) for path, key in walk(Settings)]
     return _table(("Key", "Type", "Default", "What it does"), [r for row in rows for r in row])
 
 
@@ -80,7 +82,7 @@ def event_table(example_text: str | None = None) -> str:
 
 def commands_table() -> str:
     """Every ``syncd`` command with its one-line summary."""
-    from syncd.cli import build_parser
+    from syncd.commands.parser import build_parser
 
     rows = [(f"`syncd {name}`", summary) for name, summary in cli_commands(build_parser())]
     return _table(("Command", "What it does"), rows)
@@ -181,17 +183,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 # -- helpers ------------------------------------------------------------------------------------
 
 
-def _keys(section: Section, prefix: str) -> Iterator[tuple[str, Key]]:
-    for name, entry in section.items():
-        if isinstance(entry, Key):
-            yield f"{prefix}{name}", entry
-        else:
-            yield from _keys(entry, f"{prefix}{name}.")
-
-
 def _key_row(path: str, key: Key) -> list[tuple[str, ...]]:
     default = "**required**" if key.required else _default(key.default)
-    rows = [(f"`{path}`", _TYPES.get(key.type, key.type), default, key.doc)]
+    rows: list[tuple[str, ...]] = [(f"`{path}`", _TYPES[key.type], default, key.doc)]
     if key.secret:
         rows.append(
             (
