@@ -24,8 +24,9 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from syncd.sandbox.servers import ServerThread
-from syncd.sandbox.sheets.server import SheetsEmulator, generate_service_account_key, write_key_file
-from syncd.sheets.gclient import gspread_client
+from syncd.sandbox.sheets.auth import generate_service_account_key, write_key_file
+from syncd.sandbox.sheets.server import SheetsEmulator
+from syncd.sheets.auth import gspread_client
 
 SPREADSHEET_ID = "1SandboxSpreadsheet0123456789abcdefghijklmn"
 TEST_TIMEOUT = (5.0, 10.0)

@@ -17,21 +17,21 @@ from aioresponses import aioresponses
 from aioresponses import core as aioresponses_core
 from yarl import URL
 
-from syncd.cobot.client import (
-    MAX_LIST_URL_LENGTH,
+from syncd.cobot.client import MAX_LIST_URL_LENGTH, CobotClient, Fetched, Subscription
+from syncd.cobot.errors import (
     CobotAuthError,
-    CobotClient,
     CobotForbidden,
+    CobotMisdirected,
+    CobotRefused,
     CobotRequestError,
     CobotSpaceSuspended,
     CobotUnavailable,
-    Fetched,
-    Subscription,
     SubscriptionExists,
     SubscriptionRejected,
 )
 from syncd.config.settings import CobotSettings, Secret
 from syncd.core.budget import RequestBudget
+from syncd.core.errors import Action
 from syncd.core.metrics import Metrics
 from syncd.intake.resources import ResourceRef, parse_resource_url
 
@@ -134,9 +134,9 @@ async def test_redirect_is_an_error_and_never_followed(
         f"{BASE}/api/memberships/m1", status=302, headers={"Location": "https://evil.example/x"}
     )
     mocked.get("https://evil.example/x", payload={})
-    with pytest.raises(CobotRequestError, match="redirect") as caught:
+    with pytest.raises(CobotMisdirected, match="redirect") as caught:
         await client.fetch(MEMBERSHIP)
-    assert not caught.value.transient
+    assert caught.value.action is Action.PAUSE
     assert [url.host for _, url, _ in calls(mocked)] == ["co-up.cobot.me"]
 
 
@@ -178,9 +178,9 @@ async def test_token_never_goes_to_a_foreign_host_even_if_asked(
     await client.fetch(forged)
     assert [url.host for _, url, _ in calls(mocked)] == ["co-up.cobot.me"]
 
-    with pytest.raises(CobotRequestError, match="refusing to send the Cobot token"):
+    with pytest.raises(CobotMisdirected, match="refusing to send the Cobot token"):
         await client._request("GET", "https://evil.example/api/memberships/m1", ok=(200,))
-    with pytest.raises(CobotRequestError, match="refusing"):
+    with pytest.raises(CobotMisdirected, match="refusing"):
         await client._request("GET", "https://co-up.cobot.me.evil.example/api/x", ok=(200,))
     with pytest.raises(ValueError, match="not a valid membership id"):
         await client.fetch(ResourceRef(kind="membership", id="1?x=1", url=""))
@@ -224,7 +224,7 @@ async def test_429_asking_for_too_long_a_wait_gives_up_with_retry_after(
     async with CobotClient(SETTINGS, budget, max_retry_after=60) as cobot:
         with pytest.raises(CobotUnavailable) as caught:
             await cobot.fetch(MEMBERSHIP)
-    assert caught.value.transient and caught.value.retry_after == 600
+    assert caught.value.action is Action.RETRY and caught.value.retry_after == 600
     assert budget.pauses == [600]
 
 
@@ -235,7 +235,7 @@ async def test_5xx_is_retried_then_cobot_unavailable(
         mocked.get(f"{BASE}/api/memberships/m1", status=503, body="down")
     with pytest.raises(CobotUnavailable, match="3 attempts") as caught:
         await client.fetch(MEMBERSHIP)
-    assert caught.value.transient and caught.value.status == 503
+    assert caught.value.action is Action.RETRY and caught.value.status == 503
     assert len(calls(mocked)) == 3
     assert metrics.cobot_requests.value(status="503") == 3
     assert_token_free(caught.value)
@@ -282,7 +282,7 @@ async def test_401_says_the_token_is_wrong_and_how_to_fix_it(
     message = str(caught.value)
     assert "wrong, expired or was revoked" in message
     assert "cobot.access_token" in message
-    assert not caught.value.transient
+    assert caught.value.action is Action.PAUSE
     assert_token_free(caught.value)
     assert len(calls(mocked)) == 1
 
@@ -298,7 +298,7 @@ async def test_403_names_the_missing_scope(client: CobotClient, mocked: aiorespo
     assert caught.value.missing_scope == "read_memberships"
     assert "lacks the scope read_memberships" in str(caught.value)
     assert "write_subscriptions" in str(caught.value)
-    assert not caught.value.transient
+    assert caught.value.action is Action.PAUSE
     assert_token_free(caught.value)
 
 
@@ -321,9 +321,9 @@ async def test_other_4xx_carries_status_and_cobots_words_without_the_token(
     client: CobotClient, mocked: aioresponses
 ) -> None:
     mocked.get(f"{BASE}/api/memberships/m1", status=400, payload={"errors": f"no {TOKEN}"})
-    with pytest.raises(CobotRequestError) as caught:
+    with pytest.raises(CobotRefused) as caught:
         await client.fetch(MEMBERSHIP)
-    assert caught.value.status == 400 and not caught.value.transient
+    assert caught.value.status == 400 and caught.value.action is Action.DEAD_LETTER
     assert "answered 400 to GET /api/memberships/m1: no ***" in str(caught.value)
     assert_token_free(caught.value)
 
@@ -334,6 +334,45 @@ async def test_a_2xx_that_is_not_json_is_transient(
     mocked.get(f"{BASE}/api/memberships/m1", body="<html>maintenance</html>")
     with pytest.raises(CobotUnavailable, match="not a JSON object"):
         await client.fetch(MEMBERSHIP)
+
+
+@pytest.mark.parametrize(
+    ("status", "error", "action"),
+    [
+        (302, CobotMisdirected, Action.PAUSE),
+        (400, CobotRefused, Action.DEAD_LETTER),
+        (401, CobotAuthError, Action.PAUSE),
+        (402, CobotSpaceSuspended, Action.PAUSE),
+        (403, CobotForbidden, Action.PAUSE),
+        (422, CobotRefused, Action.DEAD_LETTER),
+        (429, CobotUnavailable, Action.RETRY),
+        (500, CobotUnavailable, Action.RETRY),
+        (503, CobotUnavailable, Action.RETRY),
+    ],
+)
+async def test_each_status_raises_the_error_that_says_what_to_do(
+    client: CobotClient,
+    mocked: aioresponses,
+    status: int,
+    error: type[CobotRequestError],
+    action: Action,
+) -> None:
+    headers = {"Retry-After": "0"} if status == 429 else None
+    mocked.get(f"{BASE}/api/memberships/m1", status=status, headers=headers, repeat=True)
+    with pytest.raises(CobotRequestError) as caught:
+        await client.fetch(MEMBERSHIP)
+    assert type(caught.value) is error
+    assert caught.value.action is action
+
+
+@pytest.mark.parametrize("failure", [aiohttp.ClientConnectionError("reset"), TimeoutError()])
+async def test_unreachable_cobot_is_retried_later(
+    client: CobotClient, mocked: aioresponses, failure: Exception
+) -> None:
+    mocked.get(f"{BASE}/api/memberships/m1", exception=failure, repeat=True)
+    with pytest.raises(CobotUnavailable) as caught:
+        await client.fetch(MEMBERSHIP)
+    assert caught.value.action is Action.RETRY
 
 
 # -- list endpoints ---------------------------------------------------------------------------
@@ -437,14 +476,15 @@ async def test_create_subscription_409_and_422(client: CobotClient, mocked: aior
         status=422,
         payload={"errors": {"event": ["is not included in the list"]}},
     )
-    with pytest.raises(SubscriptionExists):
+    with pytest.raises(SubscriptionExists) as exists:
         await client.create_subscription("created_booking", "https://x.example/cb")
+    assert exists.value.action is Action.DEAD_LETTER
     with pytest.raises(SubscriptionRejected) as caught:
         await client.create_subscription("created_booking", "https://x.example/cb")
     assert str(caught.value) == (
         "Cobot refused the subscription for created_booking: event is not included in the list"
     )
-    assert not caught.value.transient
+    assert caught.value.action is Action.DEAD_LETTER
 
 
 async def test_missing_subscription_is_none(client: CobotClient, mocked: aioresponses) -> None:

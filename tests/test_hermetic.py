@@ -15,7 +15,7 @@ import gspread
 import pytest
 import requests
 
-from syncd.sheets.gclient import GoogleEndpointAdapter, authorized_session, gspread_client
+from syncd.sheets.auth import GoogleEndpointAdapter, authorized_session, gspread_client
 from tests.fixtures_sheets import (
     MakeSheetsEmulator,
     NetworkLog,

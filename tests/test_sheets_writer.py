@@ -18,24 +18,31 @@ import pytest
 
 from syncd.config.settings import Column, GoogleSettings, SheetSettings
 from syncd.core.budget import RequestBudget
+from syncd.core.errors import Action
+from syncd.core.retry import Backoff
 from syncd.mapping.cells import Row
 from syncd.sandbox.servers import free_port
-from syncd.sandbox.sheets.server import Formula, generate_service_account_key
+from syncd.sandbox.sheets.auth import generate_service_account_key
+from syncd.sandbox.sheets.cells import Formula
 from syncd.sheets import writer as sheets_module
-from syncd.sheets.writer import (
-    RetryPolicy,
+from syncd.sheets.errors import (
+    SheetsApiError,
     SheetsAuthError,
     SheetsNotFoundError,
     SheetsPermissionError,
+    SheetsRequestError,
     SheetsUnavailable,
-    SheetsWriter,
-    UpsertReport,
 )
+from syncd.sheets.writer import SheetsWriter, UpsertReport
 from tests.fixtures_sheets import SheetsSandbox
 
 pytestmark = pytest.mark.usefixtures("no_outbound_network")
 
-FAST_RETRY = RetryPolicy(attempts=4, base_seconds=0.001, max_seconds=0.005)
+ATTEMPTS = 4
+FAST_RETRY: dict[str, Any] = {
+    "max_attempts": ATTEMPTS,
+    "backoff": Backoff(base_seconds=0.001, max_seconds=0.005),
+}
 MEMBERS = SheetSettings(
     title="Members",
     resource="membership",
@@ -84,7 +91,7 @@ def google_settings(sandbox: SheetsSandbox, spreadsheet_id: str | None = None) -
 
 
 def new_writer(sandbox: SheetsSandbox, **kwargs: Any) -> SheetsWriter:
-    kwargs.setdefault("retry", FAST_RETRY)
+    kwargs = {**FAST_RETRY, **kwargs}
     return SheetsWriter(google_settings(sandbox, kwargs.pop("spreadsheet_id", None)), **kwargs)
 
 
@@ -452,7 +459,7 @@ async def test_unshared_spreadsheet_names_the_service_account(
     finally:
         writer.close()
     assert email in str(caught.value) and "Editor" in str(caught.value)
-    assert caught.value.transient is False
+    assert caught.value.action is Action.PAUSE
 
 
 async def test_unknown_spreadsheet_points_at_the_config_key(
@@ -473,12 +480,13 @@ async def test_check_access_returns_the_title(writer: SheetsWriter) -> None:
 async def test_unknown_key_is_a_clear_auth_error(sheets_emulator: SheetsSandbox) -> None:
     rogue = generate_service_account_key(sheets_emulator.url + "/token")
     settings = replace(google_settings(sheets_emulator), service_account_info=rogue)
-    writer = SheetsWriter(settings, retry=FAST_RETRY)
+    writer = SheetsWriter(settings, **FAST_RETRY)
     try:
         with pytest.raises(SheetsAuthError) as caught:
             await writer.check_access()
     finally:
         writer.close()
+    assert caught.value.action is Action.PAUSE
     message = str(caught.value)
     assert "invalid_grant" in message and rogue["client_email"] in message
     assert "PRIVATE KEY" not in message and rogue["private_key_id"] not in message
@@ -508,9 +516,9 @@ async def test_persistent_outage_gives_up_after_bounded_attempts(
     with pytest.raises(SheetsUnavailable) as caught:
         await writer.upsert(MEMBERS, members(1))
 
-    assert caught.value.transient is True
+    assert caught.value.action is Action.RETRY
     failed = [r for r in sheets_emulator.emulator.request_log if r.status == 503]
-    assert len(failed) == FAST_RETRY.attempts
+    assert len(failed) == ATTEMPTS
 
 
 async def test_unreachable_api_gives_up_after_bounded_attempts(
@@ -519,21 +527,40 @@ async def test_unreachable_api_gives_up_after_bounded_attempts(
     settings = replace(
         google_settings(sheets_emulator), api_endpoint=f"http://127.0.0.1:{free_port()}"
     )
-    writer = SheetsWriter(settings, retry=FAST_RETRY)
+    writer = SheetsWriter(settings, **FAST_RETRY)
     try:
-        with pytest.raises(SheetsUnavailable, match="failed 4 times in a row"):
+        with pytest.raises(SheetsUnavailable, match="failed 4 times in a row") as caught:
             await writer.check_access()
     finally:
         writer.close()
+    assert caught.value.action is Action.RETRY
 
 
-def test_backoff_grows_is_jittered_and_capped() -> None:
-    policy = RetryPolicy(attempts=6, base_seconds=1.0, max_seconds=32.0)
-    for attempt, ceiling in [(1, 1.0), (2, 2.0), (3, 4.0), (6, 32.0), (9, 32.0)]:
-        delay = policy.delay(attempt)
-        assert ceiling / 2 <= delay <= ceiling
-    assert policy.delay(1, retry_after=20.0) == 20.0
-    assert policy.delay(1, retry_after=600.0) == 32.0
+@pytest.mark.parametrize(
+    ("status", "error", "action"),
+    [
+        (400, SheetsRequestError, Action.DEAD_LETTER),
+        (401, SheetsAuthError, Action.PAUSE),
+        (403, SheetsPermissionError, Action.PAUSE),
+        (404, SheetsNotFoundError, Action.PAUSE),
+        (408, SheetsUnavailable, Action.RETRY),
+        (429, SheetsUnavailable, Action.RETRY),
+        (500, SheetsUnavailable, Action.RETRY),
+        (503, SheetsUnavailable, Action.RETRY),
+    ],
+)
+async def test_each_status_raises_the_error_that_says_what_to_do(
+    sheets_emulator: SheetsSandbox,
+    writer: SheetsWriter,
+    status: int,
+    error: type[SheetsApiError],
+    action: Action,
+) -> None:
+    sheets_emulator.emulator.fail_next(ATTEMPTS, status)
+    with pytest.raises(SheetsApiError) as caught:
+        await writer.check_access()
+    assert type(caught.value) is error
+    assert caught.value.action is action
 
 
 async def test_close_is_prompt_and_final(

@@ -6,107 +6,55 @@ subscription or a redirect (redirects are never followed). Requests draw from a
 ``RequestBudget`` shared with every other Cobot caller, so webhook fetches, re-syncs and
 backfills together stay within Cobot's per-user rate limit; webhook fetches go first.
 
-Failures are raised as ``CobotRequestError`` subclasses whose ``transient`` flag tells the
-worker whether to retry later (Cobot down, rate limited) or to stop and let a person fix
-something (token revoked, scope missing). No message or repr ever contains the token.
+Failures are raised as the classes of ``syncd.cobot.errors``, whose ``action`` tells the
+worker whether to retry later (Cobot down, rate limited), to pause until a person fixes
+something (token revoked, scope missing) or to give up on the one event. No message or repr
+ever contains the token.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
-import math
-import random
-import re
 import time
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
-from email.utils import parsedate_to_datetime
 from typing import Any, Literal
 from urllib.parse import quote, urlsplit
 
 import aiohttp
 
 from syncd import __version__
+from syncd.cobot.errors import (
+    CobotMisdirected,
+    CobotUnavailable,
+    SubscriptionExists,
+    SubscriptionRejected,
+)
+from syncd.cobot.replies import (
+    JSONObject,
+    Reply,
+    error_text,
+    expect_list,
+    expect_object,
+    flatten_json_api,
+    parse_json,
+    refusal,
+    unexpected,
+)
 from syncd.config.settings import CobotSettings
 from syncd.core.budget import RequestBudget
-from syncd.core.errors import CobotError
 from syncd.core.events import JSON_API_MEDIA_TYPE, resource_kind_of_path
 from syncd.core.metrics import Metrics
+from syncd.core.retry import Backoff, parse_retry_after
 from syncd.intake.resources import ResourceRef, resource_url
 
 log = logging.getLogger("syncd.cobot")
 
-#: Scopes the daemon's token needs for the resources it syncs and for managing webhooks.
-NEEDED_SCOPES = (
-    "read_memberships",
-    "read_invoices",
-    "read_bookings",
-    "read_check_ins",
-    "read_subscriptions",
-    "write_subscriptions",
-)
 #: Longest list URL sent; proxies and servers commonly refuse longer request lines.
 MAX_LIST_URL_LENGTH = 2000
-_SCOPE_NAME = re.compile(r"\b(?:read|write)_[a-z_]+\b")
-_EXCERPT_LENGTH = 300
 _JSON = "application/json"
-
-JSONObject = dict[str, Any]
-
-
-# --------------------------------------------------------------------------------------------
-# Errors
-# --------------------------------------------------------------------------------------------
-
-
-class CobotRequestError(CobotError):
-    """A Cobot request failed; ``transient`` says whether trying again later can succeed."""
-
-    transient = False
-
-    def __init__(self, message: str, *, status: int | None = None) -> None:
-        super().__init__(message)
-        self.status = status
-
-
-class CobotAuthError(CobotRequestError):
-    """401: the token is wrong, expired or revoked; nothing works until it is replaced."""
-
-
-class CobotForbidden(CobotRequestError):
-    """403: the token lacks a scope, or its user is no longer an admin of the space."""
-
-    def __init__(self, message: str, *, missing_scope: str | None = None) -> None:
-        super().__init__(message, status=403)
-        self.missing_scope = missing_scope
-
-
-class CobotSpaceSuspended(CobotRequestError):
-    """402: Cobot suspended the space (unpaid); its data cannot be read until it is active."""
-
-
-class CobotUnavailable(CobotRequestError):
-    """Cobot could not be reached or kept failing (5xx, 429, timeouts): retry later."""
-
-    transient = True
-
-    def __init__(
-        self, message: str, *, status: int | None = None, retry_after: float | None = None
-    ) -> None:
-        super().__init__(message, status=status)
-        #: Seconds Cobot asked us to wait, when it said so (429 Retry-After).
-        self.retry_after = retry_after
-
-
-class SubscriptionExists(CobotRequestError):
-    """409: Cobot already holds a subscription for this event and callback URL."""
-
-
-class SubscriptionRejected(CobotRequestError):
-    """422: Cobot refused the subscription's parameters (unknown event, bad filter...)."""
 
 
 # --------------------------------------------------------------------------------------------
@@ -137,14 +85,6 @@ class Subscription:
     active: bool
     callback_url: str = field(repr=False)
     filters: Mapping[str, Any] | None = None
-
-
-@dataclass(frozen=True)
-class _Reply:
-    status: int
-    data: Any
-    text: str
-    retry_after: float | None
 
 
 # --------------------------------------------------------------------------------------------
@@ -185,8 +125,10 @@ class CobotClient:
         self._owns_session = session is None
         self._timeout = aiohttp.ClientTimeout(total=settings.timeout_seconds)
         self._max_attempts = max_attempts
-        self._backoff_base = backoff_base
-        self._backoff_cap = backoff_cap
+        #: Full jitter: Cobot's limit is per user, so spreading retries matters more than speed.
+        self._backoff = Backoff(
+            backoff_base, backoff_cap, jitter=1.0, max_retry_after_seconds=max_retry_after
+        )
         self._max_retry_after = max_retry_after
         bases = (settings.base_url, settings.api2_url)
         self._origins = tuple(dict.fromkeys(f"{base}/" for base in bases))
@@ -211,8 +153,8 @@ class CobotClient:
         reply = await self._request("GET", url, ok=(200, 404, 410), accept=accept, urgent=urgent)
         if reply.status != 200:
             return Fetched(ref=ref, status="gone", data=None)
-        document = _expect_object(reply, _label("GET", url))
-        data = _flatten_json_api(document, _label("GET", url)) if ref.is_api2 else document
+        document = expect_object(reply, _label("GET", url))
+        data = flatten_json_api(document, _label("GET", url)) if ref.is_api2 else document
         return Fetched(ref=ref, status="found", data=data)
 
     async def list_memberships(self, all: bool = True, urgent: bool = False) -> list[JSONObject]:
@@ -259,7 +201,7 @@ class CobotClient:
         url = self._v1_url("/api/subscriptions")
         reply = await self._request("GET", url, ok=(200,))
         label = _label("GET", url)
-        return [_subscription(item, label) for item in _expect_list(reply, label)]
+        return [_subscription(item, label) for item in expect_list(reply, label)]
 
     async def get_subscription(self, subscription_id: str) -> Subscription | None:
         """One subscription, or None when Cobot no longer has it."""
@@ -268,7 +210,7 @@ class CobotClient:
         if reply.status == 404:
             return None
         label = _label("GET", url)
-        return _subscription(_expect_object(reply, label), label)
+        return _subscription(expect_object(reply, label), label)
 
     async def create_subscription(
         self, event: str, callback_url: str, filters: Mapping[str, Any] | None = None
@@ -286,11 +228,11 @@ class CobotClient:
             )
         if reply.status == 422:
             raise SubscriptionRejected(
-                f"Cobot refused the subscription for {event}: {self._error_text(reply)}",
+                f"Cobot refused the subscription for {event}: {error_text(reply, self._settings)}",
                 status=422,
             )
         label = _label("POST", url)
-        return _subscription(_expect_object(reply, label), label)
+        return _subscription(expect_object(reply, label), label)
 
     async def delete_subscription(self, subscription: Subscription | str) -> bool:
         """Delete a subscription; False when Cobot had already deleted it."""
@@ -323,7 +265,7 @@ class CobotClient:
     ) -> list[JSONObject]:
         url = self._v1_url(path)
         reply = await self._request("GET", url, ok=(200,), params=params, urgent=urgent)
-        return _expect_list(reply, _label("GET", url, params))
+        return expect_list(reply, _label("GET", url, params))
 
     async def _request(
         self,
@@ -335,7 +277,7 @@ class CobotClient:
         body: Any = None,
         accept: str = _JSON,
         urgent: bool = True,
-    ) -> _Reply:
+    ) -> Reply:
         """Send with retries; return replies whose status is in ``ok``, raise for the rest."""
         label = _label(method, url, params)
         last_failure = ""
@@ -347,16 +289,17 @@ class CobotClient:
             except (aiohttp.ClientError, TimeoutError) as exc:
                 timed_out = isinstance(exc, TimeoutError)
                 last_failure = "timed out" if timed_out else f"unreachable ({type(exc).__name__})"
-                last_status, wait = None, self._backoff(attempt)
+                last_status, wait = None, self._backoff.delay(attempt)
             else:
                 if reply.status in ok:
                     return reply
                 if reply.status != 429 and reply.status < 500:
-                    raise self._error(label, reply)
+                    raise refusal(label, reply, self._settings)
                 last_failure, last_status = f"answered {reply.status}", reply.status
-                wait = self._backoff(attempt)
                 if reply.status == 429:
-                    wait = self._rate_limited_wait(label, reply, wait)
+                    wait = self._rate_limited_wait(label, reply, attempt)
+                else:
+                    wait = self._backoff.delay(attempt)
             if attempt < self._max_attempts:
                 await asyncio.sleep(wait)
         raise CobotUnavailable(
@@ -364,21 +307,19 @@ class CobotClient:
             status=last_status,
         )
 
-    def _rate_limited_wait(self, label: str, reply: _Reply, backoff: float) -> float:
+    def _rate_limited_wait(self, label: str, reply: Reply, attempt: int) -> float:
         """Hold back every Cobot caller as long as Cobot asked; give up if that is too long."""
-        wait = backoff if reply.retry_after is None else reply.retry_after
-        self._budget.pause_for(wait)
-        if wait > self._max_retry_after:
+        asked = reply.retry_after
+        if asked is not None and asked > self._max_retry_after:
+            self._budget.pause_for(asked)
             raise CobotUnavailable(
-                f"Cobot rate-limited {label} for {wait:.0f} s; will retry later",
+                f"Cobot rate-limited {label} for {asked:.0f} s; will retry later",
                 status=429,
-                retry_after=wait,
+                retry_after=asked,
             )
+        wait = self._backoff.delay(attempt, asked)
+        self._budget.pause_for(wait)
         return wait
-
-    def _backoff(self, attempt: int) -> float:
-        """Exponential backoff with full jitter, so retrying callers do not fire together."""
-        return random.uniform(0, min(self._backoff_cap, self._backoff_base * 2 ** (attempt - 1)))
 
     async def _send(
         self,
@@ -388,10 +329,10 @@ class CobotClient:
         params: Mapping[str, str] | None,
         body: Any,
         accept: str,
-    ) -> _Reply:
+    ) -> Reply:
         """The one place that attaches the token: only ever to the configured Cobot origins."""
         if not url.startswith(self._origins):
-            raise CobotRequestError(
+            raise CobotMisdirected(
                 f"refusing to send the Cobot token to {urlsplit(url).netloc or url!r}: "
                 f"only {' and '.join(o.rstrip('/') for o in self._origins)} are Cobot"
             )
@@ -415,11 +356,11 @@ class CobotClient:
             ) as response:
                 outcome = str(response.status)
                 text = await response.text(errors="replace")
-                reply = _Reply(
+                reply = Reply(
                     status=response.status,
-                    data=_parse_json(text),
+                    data=parse_json(text),
                     text=text,
-                    retry_after=_retry_after_seconds(response.headers.get("Retry-After")),
+                    retry_after=parse_retry_after(response.headers.get("Retry-After")),
                 )
         except TimeoutError:
             outcome = "timeout"
@@ -436,63 +377,6 @@ class CobotClient:
             self._session = aiohttp.ClientSession()
         return self._session
 
-    # -- error messages -------------------------------------------------------------------
-
-    def _error(self, label: str, reply: _Reply) -> CobotRequestError:
-        """The exception for a status retrying cannot fix, with what to do about it."""
-        status = reply.status
-        if 300 <= status < 400:
-            return CobotRequestError(
-                f"Cobot answered {label} with a redirect ({status}), which is never followed "
-                f"(the token would travel along); check cobot.subdomain and cobot.base_url",
-                status=status,
-            )
-        if status == 401:
-            return CobotAuthError(
-                "Cobot rejected the access token (401): it is wrong, expired or was revoked. "
-                "Create a new token for a space admin with the scopes "
-                f"{', '.join(NEEDED_SCOPES)}, put it into cobot.access_token "
-                "(or cobot.access_token_file) and restart",
-                status=401,
-            )
-        if status == 402:
-            return CobotSpaceSuspended(
-                f"Cobot answered 402 to {label}: the space {self._settings.subdomain!r} is "
-                "suspended (its Cobot plan is unpaid); its data can be read again once the "
-                "space is reactivated",
-                status=402,
-            )
-        if status == 403:
-            return self._forbidden(label, reply)
-        return CobotRequestError(
-            f"Cobot answered {status} to {label}: {self._error_text(reply)}", status=status
-        )
-
-    def _forbidden(self, label: str, reply: _Reply) -> CobotForbidden:
-        scope = _SCOPE_NAME.search(reply.text)
-        missing = scope.group(0) if scope else None
-        reason = (
-            f"the token lacks the scope {missing}"
-            if missing
-            else "the token lacks a scope, or its user is no longer an admin of the space"
-        )
-        return CobotForbidden(
-            f"Cobot denied {label} (403): {reason}. The daemon needs a space admin's token "
-            f"with the scopes {', '.join(NEEDED_SCOPES)} (plus read_* for any other synced "
-            "resource)",
-            missing_scope=missing,
-        )
-
-    def _error_text(self, reply: _Reply) -> str:
-        """Cobot's own words about an error, short, and never containing the token."""
-        errors = reply.data.get("errors") if isinstance(reply.data, dict) else None
-        text = _describe_errors(errors) if errors else reply.text
-        text = " ".join(text.split()) or "(no details)"
-        token = self._settings.access_token.reveal()
-        if token:
-            text = text.replace(token, "***")
-        return text[:_EXCERPT_LENGTH]
-
 
 # --------------------------------------------------------------------------------------------
 # Helpers
@@ -503,67 +387,6 @@ def _label(method: str, url: str, params: Mapping[str, str] | None = None) -> st
     """``GET /api/invoices?from&to``: the request without host or query values, safe to log."""
     query = f"?{'&'.join(params)}" if params else ""
     return f"{method} {urlsplit(url).path}{query}"
-
-
-def _parse_json(text: str) -> Any:
-    try:
-        return json.loads(text) if text.strip() else None
-    except ValueError:
-        return None
-
-
-def _retry_after_seconds(value: str | None) -> float | None:
-    """Retry-After as seconds: Cobot sends a number; an HTTP date is accepted too."""
-    if not value:
-        return None
-    try:
-        seconds = float(value)
-    except ValueError:
-        pass
-    else:
-        return max(0.0, seconds) if math.isfinite(seconds) else None
-    try:
-        when = parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    return max(0.0, (when - datetime.now(UTC)).total_seconds())
-
-
-def _describe_errors(errors: Any) -> str:
-    """Cobot's ``errors``: a string (v1), a field -> messages map, or JSON:API objects."""
-    if isinstance(errors, dict):
-        return "; ".join(f"{key} {_describe_errors(value)}" for key, value in errors.items())
-    if isinstance(errors, list):
-        parts = [(e.get("detail") or e.get("title")) if isinstance(e, dict) else e for e in errors]
-        return ", ".join(str(part) for part in parts if part)
-    return str(errors)
-
-
-def _expect_object(reply: _Reply, label: str) -> JSONObject:
-    if not isinstance(reply.data, dict):
-        raise _unexpected(label, "a JSON object")
-    return reply.data
-
-
-def _expect_list(reply: _Reply, label: str) -> list[JSONObject]:
-    if not isinstance(reply.data, list) or not all(isinstance(i, dict) for i in reply.data):
-        raise _unexpected(label, "a JSON array of objects")
-    return reply.data
-
-
-def _unexpected(label: str, expected: str) -> CobotUnavailable:
-    """A 2xx with a body Cobot never sends: most likely a proxy's page, so retry later."""
-    return CobotUnavailable(f"Cobot's answer to {label} is not {expected}; will retry later")
-
-
-def _flatten_json_api(document: JSONObject, label: str) -> JSONObject:
-    """API 2's ``{"data": {"id", "type", "attributes"}}`` as one flat object for mapping."""
-    data = document.get("data")
-    if not isinstance(data, dict) or not isinstance(data.get("attributes", {}), dict):
-        raise _unexpected(label, "a JSON:API resource document")
-    return {**data.get("attributes", {}), "id": data.get("id"), "type": data.get("type")}
 
 
 def _subscription(data: JSONObject, label: str) -> Subscription:
@@ -578,7 +401,7 @@ def _subscription(data: JSONObject, label: str) -> Subscription:
             filters=dict(filters) if isinstance(filters, dict) else None,
         )
     except KeyError as exc:
-        raise _unexpected(label, f"a subscription with {exc.args[0]}") from None
+        raise unexpected(label, f"a subscription with {exc.args[0]}") from None
 
 
 def _chunk_ids(ids: Sequence[str], max_length: int) -> list[list[str]]:

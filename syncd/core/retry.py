@@ -20,12 +20,14 @@ class Backoff:
 
     ``jitter`` is the share of the delay that is random: 1.0 is "full jitter" (anywhere from 0
     to the delay), 0.5 waits between half and all of it. A server's Retry-After wins when it
-    asks for longer, capped like the backoff itself.
+    asks for longer, up to ``max_retry_after_seconds`` (by default the backoff's own cap): a
+    client that waits less than asked only earns another refusal.
     """
 
     base_seconds: float
     max_seconds: float
     jitter: float = 0.5
+    max_retry_after_seconds: float | None = None
 
     def delay(
         self,
@@ -39,7 +41,12 @@ class Backoff:
         backoff = self.max_seconds if exponent > 60 else self.base_seconds * 2**exponent
         backoff = min(self.max_seconds, backoff)
         jittered = backoff * rand(1.0 - self.jitter, 1.0)
-        return max(jittered, min(retry_after or 0.0, self.max_seconds))
+        longest_asked = (
+            self.max_seconds
+            if self.max_retry_after_seconds is None
+            else self.max_retry_after_seconds
+        )
+        return max(jittered, min(retry_after or 0.0, longest_asked))
 
 
 def parse_retry_after(value: str | None, now: datetime | None = None) -> float | None:

@@ -16,7 +16,7 @@ without a timeout can hang a worker thread forever.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 import gspread
@@ -32,6 +32,8 @@ SCOPES = (
 DEFAULT_TIMEOUT: tuple[float, float] = (10.0, 60.0)
 #: google-auth retries connection errors on its token session the same way.
 TOKEN_CONNECT_RETRIES = 3
+
+SessionT = TypeVar("SessionT", bound=requests.Session)
 
 
 class GoogleEndpointAdapter(HTTPAdapter):
@@ -76,7 +78,7 @@ class GoogleEndpointAdapter(HTTPAdapter):
         return super().send(request, **kwargs)
 
 
-def _mount(session: requests.Session, adapter: GoogleEndpointAdapter) -> requests.Session:
+def _mount(session: SessionT, adapter: GoogleEndpointAdapter) -> SessionT:
     session.mount("https://", adapter)
     session.mount("http://", adapter)
     return session
@@ -86,13 +88,16 @@ class _Session(AuthorizedSession):
     """An AuthorizedSession that also closes the token session it was given (google-auth
     only closes token sessions it created itself)."""
 
-    def __init__(self, credentials: service_account.Credentials, token_session: requests.Session):
-        super().__init__(credentials, auth_request=Request(token_session))
+    def __init__(
+        self, credentials: service_account.Credentials, token_session: requests.Session
+    ) -> None:
+        # google-auth leaves these untyped.
+        super().__init__(credentials, auth_request=Request(token_session))  # type: ignore[no-untyped-call]
         self._token_session = token_session
 
     def close(self) -> None:
         self._token_session.close()
-        super().close()
+        super().close()  # type: ignore[no-untyped-call]
 
 
 def authorized_session(
@@ -102,7 +107,9 @@ def authorized_session(
 ) -> AuthorizedSession:
     """A google-auth session for the service account in ``key_info`` whose API traffic and
     token refreshes both go through :class:`GoogleEndpointAdapter`."""
-    credentials = service_account.Credentials.from_service_account_info(key_info, scopes=SCOPES)
+    credentials = service_account.Credentials.from_service_account_info(  # type: ignore[no-untyped-call]
+        key_info, scopes=SCOPES
+    )
     token_uri = key_info.get("token_uri")
     token_session = _mount(
         requests.Session(),

@@ -1,0 +1,269 @@
+"""Where each row goes and what to send: pure functions over the layout read from a worksheet.
+
+Nothing here talks to Google. Given row 1 and the key column as read in a flush, these decide
+the row of every URL, the value ranges that write exactly the owned cells, how to split them
+into requests of bounded size, and the ``spreadsheets:batchUpdate`` requests that create
+headers, grow the grid and give date columns their number format.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Collection, Iterator, Mapping
+from dataclasses import dataclass
+from operator import itemgetter
+from typing import Any
+
+from syncd.config.settings import SheetSettings
+from syncd.mapping.cells import NUMBER_FORMATS, CellValue, Row
+from syncd.sheets.a1 import column_letters, quote_title
+
+
+@dataclass
+class Worksheet:
+    """What the writer remembers about a worksheet between flushes (saves metadata reads)."""
+
+    sheet_id: int
+    title: str
+    row_count: int
+    column_count: int
+    #: Row 1 as last read or written; tells which column to read as the key column.
+    header: list[str] | None = None
+
+    @classmethod
+    def from_properties(cls, properties: Mapping[str, Any]) -> Worksheet:
+        grid = properties.get("gridProperties", {})
+        return cls(
+            sheet_id=int(properties["sheetId"]),
+            title=str(properties["title"]),
+            row_count=int(grid.get("rowCount", 0)),
+            column_count=int(grid.get("columnCount", 0)),
+        )
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Row 1 and the key column as read in this flush."""
+
+    #: Stripped header text -> 0-based column index (the first column wins on duplicates).
+    columns: dict[str, int]
+    #: The key column top-down as text; index 0 is row 1.
+    key_cells: list[str]
+
+
+@dataclass(frozen=True)
+class Placement:
+    """Where each URL's row goes in this flush."""
+
+    #: URL -> 1-based row number to write.
+    targets: dict[str, int]
+    updated: int
+    appended: int
+    unchanged: int
+    #: URL -> every row holding it, for URLs found more than once.
+    duplicates: dict[str, list[int]]
+
+    @property
+    def last_row(self) -> int:
+        return max(self.targets.values(), default=0)
+
+
+def check_headers(sheet: SheetSettings, rows: Mapping[str, Row]) -> None:
+    """Refuse cells outside the owned columns: the writer must never touch a user's column."""
+    owned = set(sheet.headers)
+    unknown = sorted({h for row in rows.values() for h in row if h not in owned})
+    if unknown:
+        raise ValueError(f"{sheet.title}: rows name headers the sheet does not own: {unknown}")
+
+
+def place(
+    key_cells: list[str], urls: Collection[str], only_if_missing: Collection[str]
+) -> Placement:
+    """Decide the row of every URL from the key column as read.
+
+    A URL is matched against each key cell's stripped text; cells holding anything else are
+    ignored. New rows go after the last non-empty cell of the key column, not after the last
+    used row of the sheet: rows below that hold only a user's own notes are written into
+    (in the daemon's columns only), rather than pushing the table ever further down.
+    """
+    wanted = set(urls)
+    found: dict[str, int] = {}
+    duplicates: dict[str, list[int]] = {}
+    last_used = 1
+    for number, cell in enumerate(key_cells, start=1):
+        text = cell.strip()
+        if not text:
+            continue
+        last_used = number
+        if number == 1 or text not in wanted:
+            continue
+        if text in found:
+            duplicates.setdefault(text, [found[text]]).append(number)
+        else:
+            found[text] = number
+    targets: dict[str, int] = {}
+    updated = appended = unchanged = 0
+    for url in urls:
+        if url in found and url in only_if_missing:
+            unchanged += 1
+        elif url in found:
+            targets[url] = found[url]
+            updated += 1
+        else:
+            last_used += 1
+            targets[url] = last_used
+            appended += 1
+    return Placement(targets, updated, appended, unchanged, duplicates)
+
+
+def value_ranges(
+    title: str,
+    key_column: str,
+    layout: Layout,
+    targets: Mapping[str, int],
+    rows: Mapping[str, Row],
+) -> list[dict[str, Any]]:
+    """One ``ValueRange`` per contiguous run of given cells per row, in row order.
+
+    Runs stop at any column the daemon does not write in this row, so a user's column between
+    two of ours is never overwritten. The key cell is always written, so a new row has it.
+    """
+    quoted = quote_title(title)
+    data: list[dict[str, Any]] = []
+    for url, number in sorted(targets.items(), key=itemgetter(1)):
+        cells = {**rows[url], key_column: url}
+        placed = sorted(((layout.columns[h], v) for h, v in cells.items()), key=itemgetter(0))
+        for first, values in _runs(placed):
+            last = column_letters(first + len(values))
+            data.append(
+                {
+                    "range": f"{quoted}!{column_letters(first + 1)}{number}:{last}{number}",
+                    "values": [values],
+                }
+            )
+    return data
+
+
+def _runs(placed: list[tuple[int, CellValue]]) -> Iterator[tuple[int, list[CellValue]]]:
+    """Group (column, value) pairs sorted by column into runs of adjacent columns."""
+    start: int | None = None
+    values: list[CellValue] = []
+    for column, value in placed:
+        if start is not None and column != start + len(values):
+            yield start, values
+            start, values = None, []
+        if start is None:
+            start = column
+        values.append(value)
+    if start is not None:
+        yield start, values
+
+
+def chunks(
+    data: list[dict[str, Any]], max_bytes: int, max_ranges: int
+) -> Iterator[list[dict[str, Any]]]:
+    """Split value ranges into requests of bounded size; each stays idempotent on retry."""
+    chunk: list[dict[str, Any]] = []
+    size = 0
+    for item in data:
+        item_size = len(json.dumps(item))
+        if chunk and (size + item_size > max_bytes or len(chunk) >= max_ranges):
+            yield chunk
+            chunk, size = [], 0
+        chunk.append(item)
+        size += item_size
+    if chunk:
+        yield chunk
+
+
+def header_index(header: list[str]) -> dict[str, int]:
+    """Header text (stripped) -> column index; the first of duplicated headers wins."""
+    index: dict[str, int] = {}
+    for position, text in enumerate(header):
+        name = text.strip()
+        if name:
+            index.setdefault(name, position)
+    return index
+
+
+def used_length(cells: list[str]) -> int:
+    """Length of a list of cells without its trailing blanks."""
+    length = len(cells)
+    while length and not cells[length - 1].strip():
+        length -= 1
+    return length
+
+
+def typed_columns(sheet: SheetSettings, columns: Mapping[str, int]) -> list[tuple[int, str]]:
+    """(column index, column type) of the date/datetime columns among ``columns``."""
+    return [
+        (columns[c.header], c.type)
+        for c in sheet.columns
+        if c.type in NUMBER_FORMATS and c.header in columns
+    ]
+
+
+def date_formats(
+    sheet_id: int, typed: list[tuple[int, str]], start_row: int, end_row: int
+) -> list[dict[str, Any]]:
+    """``repeatCell`` requests giving date columns their number format over a row span.
+
+    Date cells hold serial numbers (see syncd.mapping); without the format they show as
+    plain numbers. Only rows the daemon creates are formatted, so a user's own date pattern
+    on existing rows is kept.
+    """
+    return [
+        {
+            "repeatCell": {
+                "range": {
+                    "sheetId": sheet_id,
+                    "startRowIndex": start_row,
+                    "endRowIndex": end_row,
+                    "startColumnIndex": column,
+                    "endColumnIndex": column + 1,
+                },
+                "cell": {"userEnteredFormat": {"numberFormat": NUMBER_FORMATS[kind]}},
+                "fields": "userEnteredFormat.numberFormat",
+            }
+        }
+        for column, kind in typed
+        if end_row > start_row
+    ]
+
+
+def header_cells(sheet_id: int, start_column: int, headers: list[str]) -> dict[str, Any]:
+    """An ``updateCells`` request writing header texts into row 1 from ``start_column``."""
+    return {
+        "updateCells": {
+            "start": {"sheetId": sheet_id, "rowIndex": 0, "columnIndex": start_column},
+            "rows": [{"values": [{"userEnteredValue": {"stringValue": h}} for h in headers]}],
+            "fields": "userEnteredValue",
+        }
+    }
+
+
+def append_dimension(sheet_id: int, dimension: str, length: int) -> dict[str, Any]:
+    """An ``appendDimension`` request adding ``length`` rows or columns at the grid's end."""
+    return {"appendDimension": {"sheetId": sheet_id, "dimension": dimension, "length": length}}
+
+
+def add_sheet(worksheet: Worksheet) -> dict[str, Any]:
+    """An ``addSheet`` request for ``worksheet``, row 1 frozen so a sort in the UI keeps it."""
+    return {
+        "addSheet": {
+            "properties": {
+                "sheetId": worksheet.sheet_id,
+                "title": worksheet.title,
+                "gridProperties": {
+                    "rowCount": worksheet.row_count,
+                    "columnCount": worksheet.column_count,
+                    "frozenRowCount": 1,
+                },
+            }
+        }
+    }
+
+
+def cell_text(value: Any) -> str:
+    """A cell as read (Google returns text, numbers or booleans) as text."""
+    return value if isinstance(value, str) else str(value)

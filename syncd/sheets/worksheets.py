@@ -1,0 +1,294 @@
+"""The worksheets of one spreadsheet as the writer knows them, kept in repair.
+
+Grid metadata (ids, titles, sizes) is cached between flushes, so the steady state reads none;
+row 1 and the key column are read fresh in every flush, because people move columns and
+rename headers. What people broke is repaired here: a missing worksheet or header is created
+again, a cleared key header is restored over the column that still holds the keys, and the
+grid grows before a write would pass its end. Each repair is reported with the upsert.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from collections.abc import Collection
+from dataclasses import dataclass, field
+from typing import Any
+
+from syncd.config.settings import SheetSettings
+from syncd.sheets.a1 import column_letters, quote_title
+from syncd.sheets.errors import SheetsUnavailable
+from syncd.sheets.planning import (
+    Layout,
+    Worksheet,
+    add_sheet,
+    append_dimension,
+    cell_text,
+    date_formats,
+    header_cells,
+    header_index,
+    typed_columns,
+    used_length,
+)
+from syncd.sheets.transport import RequestTally, SheetsTransport
+
+log = logging.getLogger("syncd.sheets")
+
+NEW_SHEET_ROWS = 1000
+NEW_SHEET_COLUMNS = 26
+MIN_ROW_GROWTH = 100
+#: Reads of one flush's layout: unknown header, then the key column; one more after a repair.
+MAX_LAYOUT_READS = 3
+
+
+@dataclass
+class FlushStats(RequestTally):
+    """Requests and repairs of one upsert, for its report and log line."""
+
+    repairs: list[str] = field(default_factory=list)
+
+    def repair(self, message: str) -> None:
+        self.repairs.append(message)
+        log.warning("%s: %s", self.sheet, message)
+
+
+class Worksheets:
+    """The worksheets of one spreadsheet: cached grids, fresh layouts, repairs."""
+
+    def __init__(self, transport: SheetsTransport) -> None:
+        self._transport = transport
+        #: Keyed by casefolded title: Google matches titles case-insensitively.
+        self._known: dict[str, Worksheet] = {}
+        self._metadata_lock = asyncio.Lock()
+        #: Keys of each worksheet as last read or written, by casefolded title: they identify
+        #: the key column again if someone clears or renames its header.
+        self._last_keys: dict[str, frozenset[str]] = {}
+
+    def forget(self, title: str) -> None:
+        """Drop the cached grid of a worksheet, so the next flush reads it again."""
+        self._known.pop(title.casefold(), None)
+
+    def remember_keys(self, title: str, keys: frozenset[str]) -> None:
+        """The keys a worksheet holds after a flush, to find its key column by content."""
+        self._last_keys[title.casefold()] = keys
+
+    # -- grid metadata --------------------------------------------------------------
+
+    async def get(self, sheet: SheetSettings, stats: FlushStats) -> Worksheet:
+        """The cached worksheet; metadata is read only for a worksheet not seen yet."""
+        key = sheet.title.casefold()
+        worksheet = self._known.get(key)
+        if worksheet is not None:
+            return worksheet
+        async with self._metadata_lock:
+            if key not in self._known:
+                await self.load_metadata(stats)
+            if key not in self._known:
+                await self._create(sheet, stats)
+            return self._known[key]
+
+    async def load_metadata(self, stats: FlushStats) -> str:
+        """Read the spreadsheet's grid metadata (1 read); return the spreadsheet's title.
+
+        Worksheets whose id did not change keep their known header, so a refresh caused by
+        one worksheet does not cost the others an extra read.
+        """
+        metadata = await self._transport.metadata(stats)
+        previous = self._known
+        self._known = {}
+        for entry in metadata.get("sheets", []):
+            worksheet = Worksheet.from_properties(entry["properties"])
+            key = worksheet.title.casefold()
+            known = previous.get(key)
+            if known is not None and known.sheet_id == worksheet.sheet_id:
+                worksheet.header = known.header
+            self._known[key] = worksheet
+        return str(metadata.get("properties", {}).get("title", ""))
+
+    async def _create(self, sheet: SheetSettings, stats: FlushStats) -> None:
+        """Add the worksheet with its header row and date formats in one batchUpdate (1 write).
+
+        The sheet id is chosen here so that the header and formats can address the new sheet
+        in the same atomic request. Row 1 is frozen so that sorting in the UI keeps it on top.
+        """
+        sheet_id = self._new_sheet_id()
+        headers = list(sheet.headers)
+        worksheet = Worksheet(
+            sheet_id=sheet_id,
+            title=sheet.title,
+            row_count=NEW_SHEET_ROWS,
+            column_count=max(NEW_SHEET_COLUMNS, len(headers)),
+            header=headers,
+        )
+        typed = typed_columns(sheet, {h: i for i, h in enumerate(headers)})
+        await self._transport.batch_update(
+            [
+                add_sheet(worksheet),
+                header_cells(sheet_id, 0, headers),
+                *date_formats(sheet_id, typed, 1, worksheet.row_count),
+            ],
+            stats,
+        )
+        self._known[sheet.title.casefold()] = worksheet
+        log.info("%s: created the worksheet with %d header(s)", sheet.title, len(headers))
+
+    def _new_sheet_id(self) -> int:
+        """A random positive 31-bit id no known worksheet uses (Google's own ids look alike)."""
+        taken = {w.sheet_id for w in self._known.values()}
+        while True:
+            candidate = random.randrange(1, 2**31 - 1)
+            if candidate not in taken:
+                return candidate
+
+    # -- header row and key column -------------------------------------------------------
+
+    async def read_layout(
+        self, sheet: SheetSettings, worksheet: Worksheet, keys: Collection[str], stats: FlushStats
+    ) -> Layout:
+        """Read row 1 and the key column in one request, repairing the header row if needed.
+
+        The key column is read where the header known from the last flush puts it; if row 1
+        now shows it elsewhere (a user moved it) or it had to be re-created, the read is
+        repeated at the right column. The steady state is exactly one read.
+        """
+        for _ in range(MAX_LAYOUT_READS):
+            known = header_index(worksheet.header or [])
+            wanted = known.get(sheet.key_column)
+            header, key_cells = await self._read_header_and_keys(worksheet, wanted, stats)
+            if sheet.key_column not in header_index(header):
+                header = await self._restore_key_header(sheet, worksheet, header, keys, stats)
+            header = await self._add_missing_headers(sheet, worksheet, header, stats)
+            worksheet.header = header
+            columns = header_index(header)
+            found = columns[sheet.key_column]
+            if found == wanted:
+                return Layout(columns, key_cells)
+            if wanted is not None:
+                log.info(
+                    "%s: key column %r moved from %s to %s",
+                    sheet.title,
+                    sheet.key_column,
+                    column_letters(wanted + 1),
+                    column_letters(found + 1),
+                )
+        raise SheetsUnavailable(
+            f"the header row of worksheet {sheet.title!r} kept changing while it was read"
+        )
+
+    async def _read_header_and_keys(
+        self, worksheet: Worksheet, key_column: int | None, stats: FlushStats
+    ) -> tuple[list[str], list[str]]:
+        """One ``values:batchGet`` (1 read) of row 1 and, when known, the key column."""
+        title = quote_title(worksheet.title)
+        ranges = [f"{title}!1:1"]
+        if key_column is not None:
+            letters = column_letters(key_column + 1)
+            ranges.append(f"{title}!{letters}:{letters}")
+        read = await self._transport.batch_get_columns(ranges, stats)
+        columns = read[0] if read else []
+        header = [cell_text(column[0]) if column else "" for column in columns]
+        keys = read[1] if len(read) > 1 else []
+        return header, [cell_text(cell) for cell in (keys[0] if keys else [])]
+
+    async def _restore_key_header(
+        self,
+        sheet: SheetSettings,
+        worksheet: Worksheet,
+        header: list[str],
+        keys: Collection[str],
+        stats: FlushStats,
+    ) -> list[str]:
+        """Write the key header back over the column that still holds the keys (rare).
+
+        Someone cleared or renamed it. Re-creating it at the end, like other lost headers,
+        would leave every existing row without its key, and each would be appended a second
+        time. The column is recognised by its content (1 read of the whole worksheet): the
+        one, among columns without an owned header, holding the most of the keys being
+        written or last read. With no such column (a new worksheet) nothing is changed here.
+        """
+        known = set(keys) | self._last_keys.get(sheet.title.casefold(), frozenset())
+        owned = set(sheet.headers)
+        columns = await self._read_columns(worksheet, stats)
+        hits = [
+            0
+            if index < len(header) and header[index].strip() in owned
+            else sum(1 for cell in cells[1:] if cell_text(cell).strip() in known)
+            for index, cells in enumerate(columns)
+        ]
+        if not any(hits):
+            return header
+        index = hits.index(max(hits))
+        request = header_cells(worksheet.sheet_id, index, [sheet.key_column])
+        await self._transport.batch_update([request], stats)
+        restored = [*header, *[""] * (index + 1 - len(header))]
+        stats.repair(
+            f"restored the key header {sheet.key_column!r} in {column_letters(index + 1)}, "
+            f"the column holding the rows' keys (row 1 there said {restored[index]!r})"
+        )
+        restored[index] = sheet.key_column
+        return restored
+
+    async def _read_columns(self, worksheet: Worksheet, stats: FlushStats) -> list[list[Any]]:
+        """Every used cell of the worksheet, column by column (1 read)."""
+        read = await self._transport.batch_get_columns([quote_title(worksheet.title)], stats)
+        return read[0] if read else []
+
+    async def _add_missing_headers(
+        self, sheet: SheetSettings, worksheet: Worksheet, header: list[str], stats: FlushStats
+    ) -> list[str]:
+        """Append owned headers missing from row 1 after its last header (1 write, rare).
+
+        Existing headers are never moved or renamed: a header a user renamed is a column of
+        theirs now, and the daemon's column is re-created at the end. The grid widens when
+        needed and re-created date columns get their number format, in the same request.
+        """
+        present = header_index(header)
+        missing = [h for h in sheet.headers if h not in present]
+        if not missing:
+            return header
+        start = used_length(header)
+        new_header = [*header[:start], *missing]
+        requests: list[dict[str, Any]] = []
+        if len(new_header) > worksheet.column_count:
+            extra = len(new_header) - worksheet.column_count
+            requests.append(append_dimension(worksheet.sheet_id, "COLUMNS", extra))
+        requests.append(header_cells(worksheet.sheet_id, start, missing))
+        added = {h: start + i for i, h in enumerate(missing)}
+        typed = typed_columns(sheet, added)
+        requests.extend(date_formats(worksheet.sheet_id, typed, 1, worksheet.row_count))
+        await self._transport.batch_update(requests, stats)
+        worksheet.column_count = max(worksheet.column_count, len(new_header))
+        where = ", ".join(f"{h!r} in {column_letters(i + 1)}" for h, i in added.items())
+        stats.repair(f"added missing header(s): {where}")
+        return new_header
+
+    # -- grid growth ---------------------------------------------------------------------
+
+    async def grow_rows(
+        self,
+        sheet: SheetSettings,
+        worksheet: Worksheet,
+        layout: Layout,
+        last_row: int,
+        stats: FlushStats,
+    ) -> None:
+        """Append rows when the write would pass the grid's end (1 write, only then).
+
+        Writing past ``rowCount`` is a 400, so the grid grows first, in chunks so that this is
+        rare, and the new rows get the date formats in the same request.
+        """
+        if last_row <= worksheet.row_count:
+            return
+        old = worksheet.row_count
+        extra = max(last_row - old, old // 10, MIN_ROW_GROWTH)
+        typed = typed_columns(sheet, layout.columns)
+        await self._transport.batch_update(
+            [
+                append_dimension(worksheet.sheet_id, "ROWS", extra),
+                *date_formats(worksheet.sheet_id, typed, old, old + extra),
+            ],
+            stats,
+        )
+        worksheet.row_count = old + extra
+        log.info("%s: grew the grid from %d to %d rows", sheet.title, old, worksheet.row_count)
