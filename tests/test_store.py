@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import sqlite3
@@ -10,20 +11,26 @@ import stat
 import subprocess
 import sys
 from collections.abc import AsyncIterator
+from datetime import date
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from syncd.core.errors import StateStoreError
-from syncd.store.database import (
-    DB_FILENAME,
-    SCHEMA_VERSION,
-    DeadLetter,
-    RowState,
-    Store,
-    StoreUnavailable,
+from syncd.store.connection import StoreUnavailable
+from syncd.store.database import Store
+from syncd.store.inbox import DeadLetter
+from syncd.store.meta import (
+    LastError,
+    LastWrite,
+    ResyncCheckpoint,
+    ResyncRun,
+    SafetyStop,
+    SubscriptionCheck,
 )
+from syncd.store.rows import RowState
+from syncd.store.schema import DB_FILENAME, SCHEMA_VERSION
 
 REPO = Path(__file__).resolve().parent.parent
 MEMBERSHIP = "https://co-up.cobot.me/api/memberships/{}"
@@ -145,7 +152,7 @@ async def test_readonly_reads_while_the_daemon_writes(store: Store, state_dir: P
         with pytest.raises(StoreUnavailable, match="readonly"):
             await enqueue(reader, 3)
         with pytest.raises(StoreUnavailable):
-            await reader.set_meta("k", 1)
+            await reader.meta.record_subscription_check(SubscriptionCheck(1.0, "ok", []))
     assert (await store.stats()).pending == 2
 
 
@@ -388,10 +395,96 @@ async def test_prune_done_keeps_recent_and_unfinished(store: Store) -> None:
     assert [e.id for e in await store.claim_due(10)] == [pending]
 
 
-async def test_meta_round_trips_json(store: Store) -> None:
-    assert await store.get_meta("missing", default={"a": 1}) == {"a": 1}
-    await store.set_meta("last_write:Members", {"at": 1.5, "rows": [1, 2]})
-    await store.set_meta("last_write:Members", {"at": 2.5})
-    assert await store.get_meta("last_write:Members") == {"at": 2.5}
-    await store.set_meta("none", None)
-    assert await store.get_meta("none", default="x") is None
+# -- meta ------------------------------------------------------------------------------------
+
+
+async def test_meta_records_round_trip(store: Store) -> None:
+    meta = store.meta
+    assert await meta.last_writes() == {}
+    assert (await meta.last_error(), await meta.subscription_check()) == (None, None)
+    await meta.record_flush({"Members": LastWrite(1.5, 2), "Invoices": LastWrite(1.5, 0)})
+    await meta.record_flush({"Members": LastWrite(2.5, 3)}, LastError(2.5, "Sheets said 503"))
+    assert await meta.last_writes() == {"Members": LastWrite(2.5, 3), "Invoices": LastWrite(1.5, 0)}
+    assert await meta.last_error() == LastError(2.5, "Sheets said 503")
+    await meta.record_subscription_check(SubscriptionCheck(3.0, None, ["Cobot said 500"]))
+    assert await meta.subscription_check() == SubscriptionCheck(3.0, None, ["Cobot said 500"])
+
+    run = ResyncRun(4.0, {"added": 2, "duration": 0.5, "resumed_from": "2024-05-01"})
+    await meta.record_resync_run("full", "Members", run)
+    assert await meta.resync_run("full", "Members") == run
+    assert await meta.resync_run("recent", "Members") is None
+    assert await meta.resync_schedule_start("full", "Members") is None
+    await meta.start_resync_schedule("full", "Members", 5.0)
+    assert await meta.resync_schedule_start("full", "Members") == 5.0
+    checkpoint = ResyncCheckpoint(date(2024, 1, 1), date(2024, 12, 31), date(2024, 7, 1))
+    await meta.save_resync_checkpoint("backfill", "Invoices", checkpoint)
+    assert await meta.resync_checkpoint("backfill", "Invoices") == checkpoint
+    await meta.save_resync_checkpoint("backfill", "Invoices", None)
+    assert await meta.resync_checkpoint("backfill", "Invoices") is None
+    await meta.save_safety_stop("Members", SafetyStop(6.0, 9, 10, "lacks 9 of 10"))
+    assert await meta.safety_stop("Members") == SafetyStop(6.0, 9, 10, "lacks 9 of 10")
+    await meta.save_safety_stop("Members", None)
+    assert await meta.safety_stop("Members") is None
+    assert set(await meta.resync_records()) == {
+        "resync.last_run.full.Members",
+        "resync.schedule_since.full.Members",
+    }
+
+
+async def test_meta_reads_what_earlier_versions_stored(store: Store, state_dir: Path) -> None:
+    """The keys and JSON shapes are the on-disk format: a state_dir keeps its history."""
+    stored = {
+        "sheets.last_write.Members": {"time": 1.5, "rows": 3},
+        "worker.last_error": {"time": 2.5, "error": "boom"},
+        "subscriptions.last_check": {"time": 3.5, "summary": "0 created", "errors": []},
+        "resync.last_run.full.Members": {"at": 4.5, "added": 1},
+        "resync.schedule_since.recent.Invoices": 5.5,
+        "resync.checkpoint.backfill.Invoices": {
+            "run": {"since": "2024-01-01", "until": "2024-12-31"},
+            "next": "2024-07-01",
+        },
+        "resync.safety_stop.Members": {"at": 6.5, "absent": 9, "rows": 10, "message": "lacks"},
+        "resync.safety_stop.Invoices": None,  # cleared by an earlier version
+        "sheets.last_write.Broken": {"rows": 3},  # not a last write: read as absent
+    }
+    with sqlite3.connect(state_dir / DB_FILENAME) as conn:
+        conn.executemany(
+            "INSERT INTO meta (key, value, updated_at) VALUES (?, ?, 0)",
+            [(key, json.dumps(value)) for key, value in stored.items()],
+        )
+    meta = store.meta
+    assert await meta.last_writes() == {"Members": LastWrite(1.5, 3)}
+    assert await meta.last_error() == LastError(2.5, "boom")
+    assert await meta.subscription_check() == SubscriptionCheck(3.5, "0 created", [])
+    assert await meta.resync_run("full", "Members") == ResyncRun(4.5, {"added": 1})
+    assert await meta.resync_schedule_start("recent", "Invoices") == 5.5
+    assert await meta.resync_checkpoint("backfill", "Invoices") == ResyncCheckpoint(
+        date(2024, 1, 1), date(2024, 12, 31), date(2024, 7, 1)
+    )
+    assert await meta.safety_stop("Members") == SafetyStop(6.5, 9, 10, "lacks")
+    assert await meta.safety_stop("Invoices") is None
+    records = {k: v for k, v in stored.items() if k.startswith("resync.") and v is not None}
+    assert await meta.resync_records() == records
+
+    await meta.record_flush({"Members": LastWrite(7.5, 4)}, LastError(7.5, "again"))
+    await meta.record_subscription_check(SubscriptionCheck(7.5, "1 created", ["x"]))
+    await meta.record_resync_run("full", "Members", ResyncRun(7.5, {"added": 2}))
+    await meta.save_resync_checkpoint(
+        "backfill",
+        "Invoices",
+        ResyncCheckpoint(date(2024, 1, 1), date(2024, 12, 31), date(2024, 8, 1)),
+    )
+    with sqlite3.connect(state_dir / DB_FILENAME) as conn:
+        rows = dict(conn.execute("SELECT key, value FROM meta"))
+    assert json.loads(rows["sheets.last_write.Members"]) == {"time": 7.5, "rows": 4}
+    assert json.loads(rows["worker.last_error"]) == {"time": 7.5, "error": "again"}
+    assert json.loads(rows["subscriptions.last_check"]) == {
+        "time": 7.5,
+        "summary": "1 created",
+        "errors": ["x"],
+    }
+    assert json.loads(rows["resync.last_run.full.Members"]) == {"at": 7.5, "added": 2}
+    assert json.loads(rows["resync.checkpoint.backfill.Invoices"]) == {
+        "run": {"since": "2024-01-01", "until": "2024-12-31"},
+        "next": "2024-08-01",
+    }

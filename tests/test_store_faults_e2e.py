@@ -12,7 +12,7 @@ import sqlite3
 import pytest
 import requests
 
-from syncd.store.database import DB_FILENAME, SCHEMA_VERSION
+from syncd.store.schema import DB_FILENAME, SCHEMA_VERSION
 from tests.fixtures_daemon import Daemon, MakeDaemon
 from tests.test_chaos import NO_RESYNC
 from tests.test_e2e_pipeline import by_url, fast_daemon, settle
