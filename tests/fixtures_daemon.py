@@ -27,6 +27,8 @@ from tests.fixtures_cobot import CobotSandbox, MakeCobotSim
 from tests.fixtures_sheets import MakeSheetsEmulator, SheetsSandbox
 
 REPO = Path(__file__).resolve().parents[1]
+#: Holds the ``sitecustomize`` that gives `syncd run` its crash points (SYNCD_TEST_CRASH_AT).
+CRASHPOINTS = Path(__file__).resolve().parent / "crashpoints"
 WEBHOOK_SECRET = "e2e-webhook-secret-0123456789abcdef"
 EXAMPLE_CONFIG = REPO / "config.example.yaml"
 
@@ -140,7 +142,13 @@ class Daemon:
 
     @property
     def env(self) -> dict[str, str]:
-        return {**os.environ, "TEST_COBOT_TOKEN": self.cobot.token, "PYTHONUNBUFFERED": "1"}
+        paths = [str(CRASHPOINTS), *filter(None, [os.environ.get("PYTHONPATH")])]
+        return {
+            **os.environ,
+            "TEST_COBOT_TOKEN": self.cobot.token,
+            "PYTHONUNBUFFERED": "1",
+            "PYTHONPATH": os.pathsep.join(paths),
+        }
 
     def cli(self, *args: str) -> subprocess.CompletedProcess[str]:
         """Run another `syncd` command with this daemon's config (written if not yet)."""
@@ -210,7 +218,7 @@ class Daemon:
     def inbox_empty(self) -> bool:
         import sqlite3
 
-        from syncd.store.database import DB_FILENAME
+        from syncd.store.schema import DB_FILENAME
 
         with sqlite3.connect(self.state_dir / DB_FILENAME) as conn:
             (pending,) = conn.execute(

@@ -11,9 +11,15 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from syncd.cobot.client import CobotClient
-from syncd.config.settings import Settings, load_settings
+from syncd.config.loading import load_settings
+from syncd.config.settings import Settings
+from syncd.core.metrics import Metrics
+from syncd.engine.resync import Resync
+from syncd.engine.worker import Worker
+from syncd.ops.daemon import build_worker
 from syncd.sheets.writer import SheetsWriter
 from syncd.store.database import Store
 from syncd.store.filelock import sheets_lock_path
@@ -33,6 +39,16 @@ class Wiring:
     store: Store
     cobot: CobotClient
     sheets: SheetsWriter
+
+    def worker(self) -> Worker:
+        """The worker as `syncd run` builds it."""
+        return build_worker(self.settings, self.store, self.cobot, self.sheets, Metrics())
+
+    def resync(self) -> Resync:
+        """The re-sync engine as `syncd run` and `syncd backfill` build it."""
+        settings = self.settings
+        tz = ZoneInfo(settings.timezone)
+        return Resync(settings.resync, settings.cobot, tz, self.store, self.cobot, self.sheets)
 
 
 @asynccontextmanager

@@ -14,15 +14,19 @@ from typing import Any
 import pytest
 
 from syncd.cobot.client import CobotClient
-from syncd.config.settings import load_settings
+from syncd.config.loading import load_settings
 from syncd.core.metrics import Metrics
 from syncd.engine.eventlog import KEY_HEADER
 from syncd.engine.worker import Worker
+from syncd.ops.daemon import build_worker
 from syncd.sheets.writer import SheetsWriter
-from syncd.store.database import InboxEvent, Store
+from syncd.store.database import Store
+from syncd.store.inbox import InboxEvent
 from tests.fixtures_daemon import WEBHOOK_SECRET, Daemon, MakeDaemon
 
 LOG = "Event log"
+#: Attempts the Cobot client makes itself before the worker sees a failure.
+CLIENT_ATTEMPTS = 4
 
 
 @dataclass
@@ -80,7 +84,7 @@ async def make_harness(make_daemon: MakeDaemon, **extra: Any) -> AsyncIterator[H
     sheets = SheetsWriter(settings.google)
     try:
         async with CobotClient(settings.cobot) as cobot:
-            yield Harness(daemon, store, Worker(settings, store, cobot, sheets, Metrics()))
+            yield Harness(daemon, store, build_worker(settings, store, cobot, sheets, Metrics()))
     finally:
         sheets.close()
         await store.close()
@@ -104,16 +108,38 @@ async def test_failed_attempt_shows_retrying_then_dead_lettered_in_one_row(
     member = harness.sim.create("membership", emit=False)
     event_id = await harness.receive("created_membership", "membership", member["id"])
 
-    harness.sim.fail_next(1, status=400)
+    # Cobot keeps failing past the client's own retries: a temporary failure of the attempt.
+    harness.sim.fail_next(CLIENT_ATTEMPTS, status=500)
     await harness.flush()
     row = harness.log_rows()[str(event_id)]
-    assert row["Outcome"].startswith("retrying: Cobot answered 400 to GET /api/memberships/")
+    assert row["Outcome"].startswith("retrying: Cobot answered 500 on GET /api/memberships/")
     assert len(row["Outcome"]) <= len("retrying: ") + 120
 
-    harness.sim.fail_next(1, status=400)
+    harness.sim.fail_next(CLIENT_ATTEMPTS, status=500)
     await harness.flush()
     assert harness.log_rows()[str(event_id)]["Outcome"] == "dead-lettered"
     assert harness.daemon.rows("Members") == []
+
+
+async def test_a_refused_request_is_dead_lettered_at_once(harness: Harness) -> None:
+    member = harness.sim.create("membership", emit=False)
+    event_id = await harness.receive("created_membership", "membership", member["id"])
+    harness.sim.fail_next(1, status=400)
+    await harness.flush()
+    assert harness.log_rows()[str(event_id)]["Outcome"] == "dead-lettered"
+
+
+async def test_a_revoked_token_shows_paused_and_spends_no_attempt(harness: Harness) -> None:
+    member = harness.sim.create("membership", emit=False)
+    event_id = await harness.receive("created_membership", "membership", member["id"])
+    for _ in range(3):  # more flushes than sync.max_attempts allows retries
+        harness.sim.fail_next(1, status=401)
+        [event] = await harness.flush()
+        assert event.attempts == 0
+        outcome = harness.log_rows()[str(event_id)]["Outcome"]
+        assert outcome.startswith("paused: Cobot rejected the access token (401)")
+    await harness.flush()
+    assert harness.log_rows()[str(event_id)]["Outcome"] == "written"
 
 
 async def test_crash_before_the_inbox_commit_rewrites_the_same_row(

@@ -19,10 +19,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from syncd.core.metrics import Metrics
-from syncd.engine.worker import Worker
 from syncd.intake.receiver import RedactedAccessLogger
 from syncd.intake.resources import InvalidResourceURL, parse_resource_url
 from syncd.mapping.cells import SHEETS_EPOCH, to_cell
+from syncd.ops.daemon import build_worker
 from syncd.store.database import Store
 from tests.fixtures_daemon import MakeDaemon
 from tests.resync_support import single_fetches, wired
@@ -113,7 +113,7 @@ async def test_one_flush_settles_every_due_event_of_its_urls(make_daemon: MakeDa
         for _ in range(3):
             for url in urls:
                 await wiring.store.enqueue("updated_booking", url, "booking", {"url": url})
-        worker = Worker(wiring.settings, wiring.store, wiring.cobot, wiring.sheets, Metrics())
+        worker = wiring.worker()
         # The claim holds the first round only; the other two rounds come along.
         await worker.flush(await wiring.store.claim_due(len(urls)))
         assert await wiring.store.claim_due(100) == []
@@ -141,7 +141,7 @@ async def test_a_listed_burst_is_not_cut_to_the_single_fetch_limit(
             for obj in objects:
                 url = sim.url_for(kind, obj["id"])
                 await wiring.store.enqueue(event, url, kind, {"url": url})
-        worker = Worker(wiring.settings, wiring.store, wiring.cobot, wiring.sheets, Metrics())
+        worker = wiring.worker()
         await worker.flush(await wiring.store.claim_due(500))
         left = await wiring.store.claim_due(500)
     limit = wiring.settings.cobot.requests_per_minute // 6
@@ -161,7 +161,7 @@ async def test_a_full_batch_waits_for_the_flush_interval_after_the_last_flush(
     store = Store.open(config.state_dir)
     sheets = FakeSheets()
     fakes = (FakeCobot(), sheets)
-    worker = Worker(config, store, *fakes, Metrics(), clock=lambda: now[0])  # type: ignore[arg-type]
+    worker = build_worker(config, store, *fakes, Metrics(), clock=lambda: now[0])  # type: ignore[arg-type]
     stop = asyncio.Event()
     stop.set()  # every wait of _step returns at once: only its decision is observed
     try:
@@ -194,7 +194,7 @@ async def test_a_flood_of_webhooks_holds_the_flush_back_for_a_while(tmp_path: Pa
     store = Store.open(config.state_dir)
     sheets = FakeSheets()
     fakes = (FakeCobot(), sheets)
-    worker = Worker(config, store, *fakes, Metrics(), clock=lambda: now[0])  # type: ignore[arg-type]
+    worker = build_worker(config, store, *fakes, Metrics(), clock=lambda: now[0])  # type: ignore[arg-type]
     stop = asyncio.Event()
     stop.set()  # every wait of _step returns at once: only its decision is observed
 

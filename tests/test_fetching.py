@@ -7,8 +7,6 @@ import math
 
 from syncd.cobot.client import MAX_LIST_URL_LENGTH, MEMBERSHIP_LISTS_PER_MINUTE, Fetched
 from syncd.cobot.fetching import fetch_many
-from syncd.core.metrics import Metrics
-from syncd.engine.worker import Worker
 from syncd.intake.resources import ResourceRef
 from tests.fixtures_daemon import Daemon, MakeDaemon
 from tests.resync_support import UNTHROTTLED, Wiring, list_requests, single_fetches, wired
@@ -25,8 +23,7 @@ async def flush_webhooks(wiring: Wiring, event: str, kind: str, urls: list[str])
     """Store one webhook per URL and let the worker process them in one flush."""
     for url in urls:
         await wiring.store.enqueue(event, url, kind, {"url": url})
-    worker = Worker(wiring.settings, wiring.store, wiring.cobot, wiring.sheets, Metrics())
-    await worker.flush(await wiring.store.claim_due(1000))
+    await wiring.worker().flush(await wiring.store.claim_due(1000))
 
 
 async def test_invoice_burst_costs_one_request_per_chunk_of_ids(make_daemon: MakeDaemon) -> None:

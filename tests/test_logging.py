@@ -11,7 +11,8 @@ from typing import Any
 import pytest
 import requests
 
-from syncd.ops.logs import REDACTED, JsonFormatter, RedactingFilter
+from syncd.core.redaction import REDACTED
+from syncd.ops.logs import JsonFormatter, RedactingFilter
 from tests.fixtures_daemon import MakeDaemon, json_lines
 from tests.test_e2e_pipeline import fast_daemon, settle
 from tests.test_health_metrics import send_rejected_webhooks

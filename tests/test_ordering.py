@@ -20,11 +20,13 @@ import pytest
 import yaml
 
 from syncd.cobot.client import Fetched
-from syncd.config.settings import Settings, SheetSettings, load_settings
+from syncd.config.loading import load_settings
+from syncd.config.settings import Settings, SheetSettings
 from syncd.core.metrics import Metrics
 from syncd.engine.worker import Worker
 from syncd.intake.resources import ResourceRef
 from syncd.mapping.cells import Row
+from syncd.ops.daemon import build_worker
 from syncd.store.database import Store
 from tests.fixtures_daemon import MakeDaemon, example_sheets
 from tests.test_e2e_pipeline import by_url, fast_daemon, settle
@@ -117,7 +119,7 @@ async def rig(tmp_path: Path) -> AsyncIterator[Rig]:
     settings = worker_settings(tmp_path)
     store = Store.open(settings.state_dir)
     cobot, sheets = FakeCobot(), FakeSheets()
-    worker = Worker(settings, store, cobot, sheets, Metrics())  # type: ignore[arg-type]
+    worker = build_worker(settings, store, cobot, sheets, Metrics())  # type: ignore[arg-type]
     yield Rig(store, cobot, sheets, worker)
     await store.close()
 

@@ -21,7 +21,8 @@ from hypothesis import HealthCheck, given
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
-from syncd.config.settings import Settings, load_settings
+from syncd.config.loading import load_settings
+from syncd.config.settings import Settings
 from syncd.core.metrics import Metrics
 from syncd.intake import receiver
 from syncd.intake.receiver import (
@@ -30,7 +31,8 @@ from syncd.intake.receiver import (
     web_server_kwargs,
     web_site_kwargs,
 )
-from syncd.store.database import DB_FILENAME, Store
+from syncd.store.database import Store
+from syncd.store.schema import DB_FILENAME
 
 SECRET = "current-secret-0123456789abcdef"
 PREVIOUS = "previous-secret-0123456789abcdef"
@@ -141,7 +143,14 @@ async def start(tmp_path: Path) -> AsyncIterator[HarnessFactory]:
                 stack.push_async_callback(store.close)
             metrics = Metrics()
             harness: Harness
-            app = build_receiver_app(settings, store, metrics, lambda: harness.wake())
+            app = build_receiver_app(
+                settings.webhook,
+                settings.cobot,
+                settings.sheets,
+                store,
+                metrics,
+                lambda: harness.wake(),
+            )
             runner = web.AppRunner(app, **web_server_kwargs())
             await runner.setup()
             servers.push_async_callback(runner.cleanup)

@@ -5,26 +5,19 @@ from __future__ import annotations
 
 from datetime import UTC, date, datetime, timedelta
 from itertools import pairwise
+from zoneinfo import ZoneInfo
 
 import pytest
 
-from syncd.cobot.client import CobotForbidden
+from syncd.cobot.errors import CobotForbidden
 from syncd.config.cron import cron_trigger
-from syncd.config.settings import load_settings
+from syncd.config.loading import load_settings
 from syncd.core.errors import ConfigError
-from syncd.core.metrics import Metrics
 from syncd.engine import resync
-from syncd.engine.resync import (
-    BOOKING_HORIZON_DAYS,
-    Resync,
-    SheetSummary,
-    Span,
-    checkpoint_key,
-    default_span,
-    safety_stop_key,
-)
-from syncd.engine.worker import Worker
+from syncd.engine.resync import Resync, SheetSummary
+from syncd.engine.resync_plan import BOOKING_HORIZON_DAYS, Mode, Span, default_span
 from syncd.store.database import Store
+from syncd.store.meta import ResyncRun
 from tests.fixtures_daemon import Daemon, MakeDaemon
 from tests.resync_support import UNTHROTTLED, Wiring, list_requests, settings_of, wired
 from tests.test_e2e_pipeline import by_url
@@ -41,8 +34,8 @@ def quick_daemon(make_daemon: MakeDaemon, **resync_options: object) -> Daemon:
     )
 
 
-async def resync_all(wiring: Wiring, mode: resync.Mode = "full") -> dict[str, SheetSummary]:
-    engine = Resync(wiring.settings, wiring.store, wiring.cobot, wiring.sheets)
+async def resync_all(wiring: Wiring, mode: Mode = "full") -> dict[str, SheetSummary]:
+    engine = wiring.resync()
     return {s.sheet: s for s in await engine.run(wiring.settings.sheets, mode)}
 
 
@@ -67,13 +60,13 @@ def test_windows_cover_the_span_without_gaps_or_overlaps() -> None:
 def test_spans_reach_back_and_bookings_ahead(make_daemon: MakeDaemon) -> None:
     settings = settings_of(quick_daemon(make_daemon, history_days=730, recent_days=14))
     today = date(2025, 6, 15)
-    invoices = default_span(settings, "invoice", "full", today)
+    invoices = default_span(settings.resync, "invoice", "full", today)
     assert (invoices.since, invoices.until) == (today - timedelta(730), today + timedelta(1))
-    bookings = default_span(settings, "booking", "backfill", today)
+    bookings = default_span(settings.resync, "booking", "backfill", today)
     assert bookings.until == today + timedelta(BOOKING_HORIZON_DAYS)
-    recent = default_span(settings, "booking", "recent", today)
+    recent = default_span(settings.resync, "booking", "recent", today)
     assert (recent.since, recent.until) == (today - timedelta(14), today + timedelta(14))
-    given = default_span(settings, "check_in", "backfill", today, date(2025, 1, 1), today)
+    given = default_span(settings.resync, "check_in", "backfill", today, date(2025, 1, 1), today)
     assert (given.since, given.until) == (date(2025, 1, 1), today)
 
 
@@ -101,7 +94,7 @@ async def test_rows_match_the_webhook_path_so_nothing_is_rewritten(
             for obj in sim.objects(kind):
                 url = sim.url_for(kind, obj["id"])
                 await wiring.store.enqueue(event, url, kind, {"url": url})
-        worker = Worker(wiring.settings, wiring.store, wiring.cobot, wiring.sheets, Metrics())
+        worker = wiring.worker()
         await worker.flush(await wiring.store.claim_due(1000))
     assert sheets_writes(daemon) == writes
     assert all(s.added == s.updated == 0 and s.unchanged > 0 for s in again.values())
@@ -161,13 +154,13 @@ async def test_safety_stop_on_an_empty_membership_listing_flags_nothing(
             sim.delete("membership", member["id"], emit=False)
         writes = sheets_writes(daemon)
         summary = (await resync_all(wiring))["Members"]
-        stop = await wiring.store.get_meta(safety_stop_key("Members"))
+        stop = await wiring.store.meta.safety_stop("Members")
     assert summary.deleted == 0 and summary.safety_stop is not None
     assert "max_deleted_share" in summary.safety_stop
     assert sheets_writes(daemon) == writes
     assert all(row["Deleted"] == "" for row in daemon.rows("Members"))
-    assert (stop["absent"], stop["rows"]) == (10, 10)
-    assert stop["message"] == summary.safety_stop
+    assert stop is not None and (stop.absent, stop.rows) == (10, 10)
+    assert stop.message == summary.safety_stop
 
 
 # -- windows Cobot refuses ------------------------------------------------------------------
@@ -205,7 +198,7 @@ async def test_an_interrupted_run_continues_from_its_checkpoint(
     monkeypatch.setattr(resync, "CHUNK_ROWS", 20)
     invoices = next(s for s in settings_of(daemon).sheets if s.title == "Invoices")
     async with wired(daemon) as wiring:
-        engine = Resync(wiring.settings, wiring.store, wiring.cobot, wiring.sheets)
+        engine = wiring.resync()
         listing = wiring.cobot.list_invoices
         calls = 0
 
@@ -219,14 +212,14 @@ async def test_an_interrupted_run_continues_from_its_checkpoint(
         monkeypatch.setattr(wiring.cobot, "list_invoices", failing_listing)
         with pytest.raises(CobotForbidden):
             await engine.run_sheet(invoices, "backfill")
-        saved = await wiring.store.get_meta(checkpoint_key("backfill", "Invoices"))
+        saved = await wiring.store.meta.resync_checkpoint("backfill", "Invoices")
         monkeypatch.setattr(wiring.cobot, "list_invoices", listing)
         before = len(list_requests(daemon, "/api/invoices"))
         resumed = await engine.run_sheet(invoices, "backfill")
-        after = await wiring.store.get_meta(checkpoint_key("backfill", "Invoices"))
-    since, until = (date.fromisoformat(saved["run"][end]) for end in ("since", "until"))
-    resumed_at = date.fromisoformat(saved["next"])
-    assert resumed.resumed_from == saved["next"]
+        after = await wiring.store.meta.resync_checkpoint("backfill", "Invoices")
+    assert saved is not None
+    since, until, resumed_at = saved.since, saved.until, saved.next
+    assert resumed.resumed_from == resumed_at.isoformat()
     # The checkpoint stands after the last window whose rows were written (not at the
     # failure), and only the windows from there on were listed again.
     done = len(Span(since, resumed_at - timedelta(days=1)).windows(30))
@@ -248,13 +241,21 @@ async def test_a_run_missed_while_down_is_due_once(make_daemon: MakeDaemon) -> N
     now = [datetime(2025, 6, 15, 12, 0, tzinfo=UTC).timestamp()]
     trigger = cron_trigger("30 3 * * *", "UTC")
     async with Store.open(settings.state_dir) as store:
-        engine = Resync(settings, store, None, None, clock=lambda: now[0])  # type: ignore[arg-type]
+        engine = Resync(
+            settings.resync,
+            settings.cobot,
+            ZoneInfo(settings.timezone),
+            store,
+            None,  # type: ignore[arg-type]
+            None,  # type: ignore[arg-type]
+            clock=lambda: now[0],
+        )
         assert not await engine.missed_run(members, "full", trigger)  # first start: baseline
         now[0] += 3600
         assert not await engine.missed_run(members, "full", trigger)  # no 03:30 passed yet
         now[0] += 24 * 3600
         assert await engine.missed_run(members, "full", trigger)  # 03:30 passed while down
-        await store.set_meta(resync.last_run_key("full", members.title), {"at": now[0]})
+        await store.meta.record_resync_run("full", members.title, ResyncRun(now[0], {}))
         assert not await engine.missed_run(members, "full", trigger)
 
 

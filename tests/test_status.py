@@ -12,7 +12,9 @@ from typing import Any
 import pytest
 
 from syncd.cli import main
-from syncd.store.database import DB_FILENAME, Store
+from syncd.store.database import Store
+from syncd.store.meta import LastError, LastWrite, ResyncRun, SafetyStop, SubscriptionCheck
+from syncd.store.schema import DB_FILENAME
 from tests.fixtures_cli import local_example_config, run_syncd, write_config
 from tests.fixtures_daemon import WEBHOOK_SECRET, MakeDaemon, wait_until
 from tests.test_e2e_pipeline import fast_daemon, settle
@@ -29,20 +31,16 @@ async def populate(state_dir: Path, now: float) -> None:
         await store.enqueue("created_invoice", INVOICE_URL.format(1), "invoice", {})
         # An error text from outside that quotes a secret must not be shown as it is.
         await store.dead_letter([dead], f"Cobot refused /cobot/{WEBHOOK_SECRET}/created_x (422)")
-        await store.set_meta_many(
-            {
-                "sheets.last_write.Members": {"time": now - 65, "rows": 3},
-                "worker.last_error": {"time": now - 30, "error": "Google Sheets answered 503"},
-                "subscriptions.last_check": {
-                    "time": now - 120,
-                    "summary": "subscriptions: 0 created, 0 deleted, 30 kept",
-                    "errors": [],
-                },
-                "resync.last_run.full.Members": {"at": now - 3600, "written": 12},
-                "resync.safety_stop.Invoices": {"at": now - 7200, "message": "lacks 9 of 10"},
-                "resync.safety_stop.Members": None,  # cleared: nothing to show
-            }
+        meta = store.meta
+        await meta.record_flush(
+            {"Members": LastWrite(now - 65, 3)}, LastError(now - 30, "Google Sheets answered 503")
         )
+        await meta.record_subscription_check(
+            SubscriptionCheck(now - 120, "subscriptions: 0 created, 0 deleted, 30 kept", [])
+        )
+        await meta.record_resync_run("full", "Members", ResyncRun(now - 3600, {"written": 12}))
+        await meta.save_safety_stop("Invoices", SafetyStop(now - 7200, 9, 10, "lacks 9 of 10"))
+        await meta.save_safety_stop("Members", None)  # cleared: nothing to show
 
 
 @pytest.fixture
@@ -86,7 +84,9 @@ def test_status_shows_inbox_dead_letters_writes_checks_and_resync(
         "(2m 0s ago): subscriptions: 0 created, 0 deleted, 30 kept"
     )
     assert "(1h 0m ago), written 12" in line_starting(out, "last_run.full.Members:")
-    assert line_starting(out, "safety_stop.Invoices:").endswith("ago), message lacks 9 of 10")
+    assert line_starting(out, "safety_stop.Invoices:").endswith(
+        "ago), absent 9, rows 10, message lacks 9 of 10"
+    )
     assert "safety_stop.Members" not in out
     assert line_starting(out, "Last error").endswith("(30s ago): Google Sheets answered 503")
     assert WEBHOOK_SECRET not in out
@@ -206,8 +206,8 @@ def test_dead_letters_are_shown_and_replayed_while_the_daemon_runs(
 ) -> None:
     daemon = fast_daemon(make_daemon, sync={"max_attempts": 1}).start()
     sim, emulator = daemon.cobot.sim, daemon.sheets.emulator
-    email = daemon.sheets.key_info["client_email"]
-    emulator.error_statuses, emulator.error_rate = [403], 1.0
+    # Google refuses the rows as invalid: permanent for these events, so they are dead-lettered.
+    emulator.error_statuses, emulator.error_rate = [400], 1.0
     members = [sim.create("membership", emit=["created_membership"]) for _ in range(2)]
     settle(daemon)  # nothing pending: both events went straight to the dead letters
 
@@ -217,7 +217,7 @@ def test_dead_letters_are_shown_and_replayed_while_the_daemon_runs(
     for member in members:
         url = sim.url_for("membership", member["id"])
         assert f" created_membership {url}: 1 attempt(s)" in result.stdout
-    assert f"share the spreadsheet with {email} as Editor" in result.stdout
+    assert "Google Sheets refused the request (400)" in result.stdout
     assert "Subscriptions: checked " in result.stdout
     assert "created, 0 deleted, 0 kept" in result.stdout
 
@@ -232,7 +232,38 @@ def test_dead_letters_are_shown_and_replayed_while_the_daemon_runs(
     assert status["sheets"]["Members"]["rows"] == 2
     assert time.time() - status["sheets"]["Members"]["time"] < 60
     assert status["sheets"]["Invoices"] is None
-    assert "may not edit spreadsheet" in status["last_error"]["error"]
+    assert "refused the request (400)" in status["last_error"]["error"]
+    assert daemon.stop() == 0
+
+
+@pytest.mark.e2e
+def test_an_unshared_spreadsheet_pauses_without_spending_attempts(make_daemon: MakeDaemon) -> None:
+    """A 403 needs a person: the events wait, keep their attempts, and go through once fixed."""
+    daemon = fast_daemon(make_daemon, sync={"max_attempts": 1, "retry_max_seconds": 1.0}).start()
+    sim, emulator = daemon.cobot.sim, daemon.sheets.emulator
+    email = daemon.sheets.key_info["client_email"]
+    emulator.error_statuses, emulator.error_rate = [403], 1.0
+    sim.create("membership", emit=["created_membership"])
+    sim.wait_deliveries_idle(30)
+
+    def status() -> dict[str, Any]:
+        return dict(
+            json.loads(run_syncd("status", "--json", "--config", daemon.config_path).stdout)
+        )
+
+    wait_until(lambda: status()["last_error"] is not None, timeout=30, what="the refusal")
+    wait_until(
+        lambda: len([r for r in emulator.request_log if r.status == 403]) >= 3,
+        timeout=30,
+        what="the paused events to be tried again",
+    )
+    shown = status()
+    assert (shown["inbox"]["pending"], shown["inbox"]["dead"]) == (1, 0)
+    assert f"share the spreadsheet with {email} as Editor" in shown["last_error"]["error"]
+
+    emulator.error_rate = 0.0
+    wait_until(lambda: len(daemon.rows("Members")) == 1, timeout=30, what="the row after the fix")
+    assert status()["inbox"]["dead"] == 0
     assert daemon.stop() == 0
 
 

@@ -13,32 +13,44 @@ from pathlib import Path
 
 import pytest
 
-from syncd.engine.testhooks import CRASH_ENV, CRASH_EXIT_CODE, crash_marker, crash_point
-from tests.fixtures_daemon import MakeDaemon, wait_until
+from tests.crashpoints.sitecustomize import CRASH_ENV, CRASH_EXIT_CODE, crash_marker
+from tests.fixtures_daemon import CRASHPOINTS, MakeDaemon, wait_until
 from tests.test_e2e_pipeline import by_url, fast_daemon, settle
 
-CRASH_SCRIPT = "from syncd.engine.testhooks import crash_point; crash_point('{name}', {dir!r})"
+#: Marks one event done with a row written, in a process started the way `syncd run` is.
+COMPLETE_SCRIPT = """
+import asyncio
+from syncd.store.database import Store
+from syncd.store.rows import RowState
+
+URL = "https://co-up.cobot.me/api/memberships/1"
+
+async def main():
+    async with Store.open({dir!r}) as store:
+        event = await store.enqueue("created_membership", URL, "membership", {{"url": URL}})
+        await store.complete([event], {{"Members": {{URL: RowState("f", None)}}}})
+
+asyncio.run(main())
+"""
 
 
-def run_crash_point(name: str, state_dir: Path, env_value: str | None) -> int:
-    env = {"PATH": "/usr/bin:/bin"} | ({CRASH_ENV: env_value} if env_value else {})
-    script = CRASH_SCRIPT.format(name=name, dir=str(state_dir))
+def complete_in_subprocess(state_dir: Path, env_value: str | None) -> int:
+    env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(CRASHPOINTS)}
+    env |= {CRASH_ENV: env_value} if env_value else {}
+    script = COMPLETE_SCRIPT.format(dir=str(state_dir))
     return subprocess.run([sys.executable, "-c", script], env=env, timeout=30).returncode
 
 
-def test_crash_point_is_inert_without_its_variable(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.delenv(CRASH_ENV, raising=False)
-    crash_point("after_write", tmp_path)  # returns: this test process is still alive
-    assert run_crash_point("after_write", tmp_path, env_value="some_other_point") == 0
-    assert list(tmp_path.iterdir()) == []
+def test_crash_point_is_inert_without_its_variable(tmp_path: Path) -> None:
+    assert complete_in_subprocess(tmp_path, env_value=None) == 0
+    assert complete_in_subprocess(tmp_path, env_value="some_other_point") == 0
+    assert not crash_marker("after_write", tmp_path).exists()
 
 
-def test_crash_point_fires_once(tmp_path: Path) -> None:
-    assert run_crash_point("after_write", tmp_path, env_value="after_write") == CRASH_EXIT_CODE
+def test_crash_point_fires_once_right_before_events_are_marked_done(tmp_path: Path) -> None:
+    assert complete_in_subprocess(tmp_path, env_value="after_write") == CRASH_EXIT_CODE
     assert crash_marker("after_write", tmp_path).stat().st_mode & 0o077 == 0
-    assert run_crash_point("after_write", tmp_path, env_value="after_write") == 0
+    assert complete_in_subprocess(tmp_path, env_value="after_write") == 0
 
 
 @pytest.mark.e2e

@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 from collections import defaultdict
 from collections.abc import Awaitable, Callable, Iterable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from syncd.cobot.client import CobotClient, Fetched
@@ -30,6 +31,28 @@ FetchResult = Fetched | SyncdError
 Listing = Callable[[], Awaitable[list[dict[str, Any]]]]
 
 
+@dataclass(frozen=True)
+class FetchPlan:
+    """Which resources come from a listing (by kind) and which are fetched one by one."""
+
+    listed: dict[str, list[ResourceRef]]
+    singles: list[ResourceRef]
+
+
+def plan_fetches(cobot: CobotClient, refs: Iterable[ResourceRef]) -> FetchPlan:
+    """How to fetch these resources in the fewest requests Cobot's limits allow now."""
+    by_kind: dict[str, list[ResourceRef]] = defaultdict(list)
+    for ref in {ref.url: ref for ref in refs}.values():
+        by_kind[ref.kind].append(ref)
+    listed: dict[str, list[ResourceRef]] = {}
+    if len(by_kind["invoice"]) > 1:
+        listed["invoice"] = by_kind.pop("invoice")
+    members = by_kind["membership"]
+    if len(members) >= MEMBERSHIP_LISTING_MIN and cobot.membership_listing_budget.delay() == 0:
+        listed["membership"] = by_kind.pop("membership")
+    return FetchPlan(listed, [ref for group in by_kind.values() for ref in group])
+
+
 async def fetch_many(
     cobot: CobotClient,
     refs: Iterable[ResourceRef],
@@ -38,25 +61,18 @@ async def fetch_many(
     urgent: bool = True,
 ) -> dict[str, FetchResult]:
     """Each resource by URL, or the error that kept it from being fetched."""
-    by_kind: dict[str, list[ResourceRef]] = defaultdict(list)
-    for ref in {ref.url: ref for ref in refs}.values():
-        by_kind[ref.kind].append(ref)
+    plan = plan_fetches(cobot, refs)
+    listings: dict[str, Listing] = {
+        "invoice": lambda: cobot.list_invoices_by_ids(
+            [ref.id for ref in plan.listed["invoice"]], urgent=urgent
+        ),
+        "membership": lambda: cobot.list_memberships(all=True, urgent=urgent),
+    }
     results: dict[str, FetchResult] = {}
-    batched: list[tuple[list[ResourceRef], Listing]] = []
-    invoices = by_kind.pop("invoice", [])
-    if len(invoices) > 1:
-        ids = [ref.id for ref in invoices]
-        batched.append((invoices, lambda: cobot.list_invoices_by_ids(ids, urgent=urgent)))
-        invoices = []
-    members = by_kind.pop("membership", [])
-    if len(members) >= MEMBERSHIP_LISTING_MIN and cobot.membership_listing_budget.delay() == 0:
-        batched.append((members, lambda: cobot.list_memberships(all=True, urgent=urgent)))
-        members = []
     leftovers = await asyncio.gather(
-        *(_from_listing(results, group, listing) for group, listing in batched)
+        *(_from_listing(results, group, listings[kind]) for kind, group in plan.listed.items())
     )
-    singles = [*invoices, *members, *(ref for group in by_kind.values() for ref in group)]
-    singles += [ref for group in leftovers for ref in group]
+    singles = [*plan.singles, *(ref for group in leftovers for ref in group)]
     await _fetch_each(cobot, singles, results, concurrency, urgent)
     return results
 

@@ -17,18 +17,15 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
-from syncd.config.settings import Column, Settings, SheetSettings
-from syncd.core.errors import SyncdError
+from syncd.config.settings import Column, SheetSettings
+from syncd.core.errors import Action, SyncdError
+from syncd.core.redaction import Redactor
+from syncd.engine.work import Failure, UrlWork, failure_action
 from syncd.mapping.cells import Row, map_row
-from syncd.ops.logs import RedactingFilter
 from syncd.sheets.writer import SheetsWriter
-from syncd.store.database import InboxEvent
-
-if TYPE_CHECKING:
-    from syncd.engine.worker import UrlWork
+from syncd.store.inbox import InboxEvent
 
 log = logging.getLogger("syncd.eventlog")
 
@@ -36,6 +33,7 @@ WRITTEN = "written"
 DELETED = "deleted"
 NOT_MAPPED = "not mapped"
 RETRYING = "retrying"
+PAUSED = "paused"
 DEAD_LETTERED = "dead-lettered"
 #: Longest error text shown after ``retrying:``; `syncd status` has the whole error.
 MAX_ERROR_CHARS = 120
@@ -49,12 +47,23 @@ _COLUMNS = (
 )
 
 
-def event_log_sheet(title: str) -> SheetSettings:
-    """The worksheet as the Sheets writer sees it: keyed by event id.
+def event_log_worksheet(title: str | None, synced: Sequence[SheetSettings]) -> SheetSettings | None:
+    """The event log worksheet as the Sheets writer sees it, keyed by event id; None when off.
 
     The writer owns one column besides the key, the one data sheets use for ``Deleted``;
-    here it holds the outcome.
+    here it holds the outcome. Google matches titles case-insensitively, and writing event
+    rows into a data worksheet would add the log's columns and rows to it, so a title of a
+    synced worksheet turns the log off with one line.
     """
+    if not title:
+        return None
+    if title.casefold() in {sheet.title.casefold() for sheet in synced}:
+        log.error(
+            "event_log_sheet %r is also a synced worksheet: give the event log its own title; "
+            "the event log is off until then",
+            title,
+        )
+        return None
     return SheetSettings(
         title=title,
         resource="",
@@ -66,53 +75,31 @@ def event_log_sheet(title: str) -> SheetSettings:
     )
 
 
-def _usable_sheet(settings: Settings) -> SheetSettings | None:
-    """The event log worksheet, or None when off or when its title is a synced worksheet's.
-
-    Google matches titles case-insensitively, and writing event rows into a data worksheet
-    would add the log's columns and rows to it, so that is refused with one line.
-    """
-    title = settings.event_log_sheet
-    if not title:
-        return None
-    if title.casefold() in {sheet.title.casefold() for sheet in settings.sheets}:
-        log.error(
-            "event_log_sheet %r is also a synced worksheet: give the event log its own title; "
-            "the event log is off until then",
-            title,
-        )
-        return None
-    return event_log_sheet(title)
-
-
-def is_last_attempt(event: InboxEvent, max_attempts: int) -> bool:
-    """Whether a failure of this attempt dead-letters the event instead of retrying it."""
-    return event.attempts + 1 >= max_attempts
-
-
 def flush_outcomes(
     unmapped: Iterable[InboxEvent],
     ready: Iterable[UrlWork],
     done_ids: Iterable[int],
-    failures: Iterable[tuple[str, Sequence[InboxEvent]]],
+    failures: Iterable[Failure],
     max_attempts: int,
 ) -> list[tuple[InboxEvent, str]]:
     """The outcome of every event one flush settled, as the event log shows it.
 
-    ``failures`` are (error, events) for fetches and writes that failed; events of URLs the
-    flush put off (over its fetch budget) are in none of the inputs and get no row yet.
+    ``failures`` are the fetches and writes that failed; events of URLs the flush put off
+    (over its fetch budget) are in none of the inputs and get no row yet.
     """
     done = set(done_ids)
     outcomes = [(event, NOT_MAPPED) for event in unmapped]
     for work in ready:
-        gone = work.deletion is not None or (
-            work.fetched is not None and work.fetched.status == "gone"
-        )
-        outcomes += [(e, DELETED if gone else WRITTEN) for e in work.events if e.id in done]
-    for error, events in failures:
-        retrying = f"{RETRYING}: {_short(error)}"
+        outcome = DELETED if work.gone else WRITTEN
+        outcomes += [(e, outcome) for e in work.events if e.id in done]
+    for failure in failures:
+        shown = {
+            Action.RETRY: f"{RETRYING}: {_short(failure.message)}",
+            Action.PAUSE: f"{PAUSED}: {_short(failure.message)}",
+            Action.DEAD_LETTER: DEAD_LETTERED,
+        }
         outcomes += [
-            (e, DEAD_LETTERED if is_last_attempt(e, max_attempts) else retrying) for e in events
+            (e, shown[failure_action(e, failure.error, max_attempts)]) for e in failure.events
         ]
     return outcomes
 
@@ -125,19 +112,26 @@ def _short(error: str) -> str:
 class EventLog:
     """Writes a flush's outcomes to the event log worksheet, when one is configured."""
 
-    def __init__(self, settings: Settings, sheets: SheetsWriter) -> None:
-        self.sheet = _usable_sheet(settings)
+    def __init__(
+        self,
+        sheet: SheetSettings | None,
+        sheets: SheetsWriter,
+        tz: ZoneInfo,
+        max_attempts: int,
+        redactor: Redactor,
+    ) -> None:
+        self.sheet = sheet
         self.sheets = sheets
-        self.tz = ZoneInfo(settings.timezone)
-        self.max_attempts = settings.sync.max_attempts
-        self._redactor = RedactingFilter(settings.secret_values())
+        self.tz = tz
+        self.max_attempts = max_attempts
+        self.redactor = redactor
 
     async def record(
         self,
         unmapped: Iterable[InboxEvent],
         ready: Iterable[UrlWork],
         done_ids: Iterable[int],
-        failures: Iterable[tuple[str, Sequence[InboxEvent]]],
+        failures: Iterable[Failure],
     ) -> None:
         """Upsert one row per settled event (one read and one write); never raises."""
         if self.sheet is None:
@@ -163,5 +157,5 @@ class EventLog:
         received = datetime.fromtimestamp(event.received_at, UTC).isoformat()
         entry = {"received_at": received, "event": event.event, "url": event.url}
         row = map_row(entry, self.sheet, self.tz)
-        row[OUTCOME_HEADER] = self._redactor.redact(outcome)
+        row[OUTCOME_HEADER] = self.redactor.redact(outcome)
         return row

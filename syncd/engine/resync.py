@@ -30,128 +30,42 @@ import logging
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime
 from datetime import time as day_start
-from typing import Any, Literal
+from typing import Any
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo
 
 from apscheduler.triggers.base import BaseTrigger
 
-from syncd.cobot.client import CobotClient, CobotRequestError
-from syncd.config.cron import cron_trigger
-from syncd.config.settings import Settings, SheetSettings
+from syncd.cobot.client import CobotClient
+from syncd.cobot.errors import CobotRequestError
+from syncd.config.settings import CobotSettings, ResyncSettings, SheetSettings
 from syncd.core.events import resource_kind_of_path
-from syncd.engine.worker import sheet_row
+from syncd.engine.resync_plan import (
+    COMPLETE_KINDS,
+    LISTED_KINDS,
+    Mode,
+    Span,
+    Window,
+    default_span,
+    unlisted_reason,
+)
 from syncd.intake.resources import resource_url
-from syncd.mapping.cells import deletion_stamp, row_fingerprint
-from syncd.ops.scheduler import ScheduledJob
+from syncd.mapping.cells import deletion_stamp
+from syncd.mapping.rows import mapped_row
 from syncd.sheets.writer import SheetsWriter, UpsertReport
-from syncd.store.database import RowState, Store
+from syncd.store.database import Store
+from syncd.store.meta import ResyncCheckpoint, ResyncRun, SafetyStop
+from syncd.store.rows import RowState
 
 log = logging.getLogger("syncd.resync")
 
-Mode = Literal["backfill", "full", "recent"]
 JSONObject = dict[str, Any]
 
 #: Rows per upsert: one read and at most one write each, and the cross-process lock held
 #: only briefly, so webhook flushes of the same worksheet are not held up for long.
 CHUNK_ROWS = 500
-#: Bookings are made ahead of time: full re-syncs and backfills read this far ahead.
-BOOKING_HORIZON_DAYS = 365
-#: Kinds listed completely in one request; absence from the listing means deleted.
-COMPLETE_KINDS = frozenset({"membership"})
-#: Kinds listed by date windows.
-WINDOWED_KINDS = frozenset({"invoice", "booking", "check_in"})
-LISTED_KINDS = COMPLETE_KINDS | WINDOWED_KINDS
-
-
-def checkpoint_key(mode: str, sheet: str) -> str:
-    return f"resync.checkpoint.{mode}.{sheet}"
-
-
-def last_run_key(mode: str, sheet: str) -> str:
-    """Meta key of the last completed run: ``{"at": unix time, <summary counts>}``."""
-    return f"resync.last_run.{mode}.{sheet}"
-
-
-def schedule_since_key(mode: str, sheet: str) -> str:
-    return f"resync.schedule_since.{mode}.{sheet}"
-
-
-def safety_stop_key(sheet: str) -> str:
-    """Meta key of the last deletion safety stop: ``{"at", "absent", "rows", "message"}``."""
-    return f"resync.safety_stop.{sheet}"
-
-
-def unlisted_reason(sheet: SheetSettings) -> str:
-    return f"Cobot has no list endpoint for {sheet.resource} resources; webhooks keep it in step"
-
-
-# --------------------------------------------------------------------------------------------
-# Plans
-# --------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Window:
-    """The days from ``start`` up to, not including, ``end``."""
-
-    start: date
-    end: date
-
-    @property
-    def days(self) -> int:
-        return (self.end - self.start).days
-
-    @property
-    def last_day(self) -> date:
-        return self.end - timedelta(days=1)
-
-    def halves(self) -> tuple[Window, Window]:
-        middle = self.start + timedelta(days=self.days // 2)
-        return Window(self.start, middle), Window(middle, self.end)
-
-    def __str__(self) -> str:
-        return f"{self.start} to {self.last_day}"
-
-
-@dataclass(frozen=True)
-class Span:
-    """The days one run reads, both ends included."""
-
-    since: date
-    until: date
-
-    def windows(self, window_days: int, start: date | None = None) -> list[Window]:
-        """Consecutive windows of ``window_days`` from ``start`` (default: since) to until."""
-        windows, first, end = [], start or self.since, self.until + timedelta(days=1)
-        while first < end:
-            stop = min(first + timedelta(days=window_days), end)
-            windows.append(Window(first, stop))
-            first = stop
-        return windows
-
-
-def default_span(
-    settings: Settings,
-    kind: str,
-    mode: Mode,
-    today: date,
-    since: date | None = None,
-    until: date | None = None,
-) -> Span:
-    """``history_days`` (recent: ``recent_days``) back; bookings also ahead.
-
-    The day after today is included: a space east of UTC already dates its invoices by
-    tomorrow while it is still today in UTC.
-    """
-    resync = settings.resync
-    back = resync.recent_days if mode == "recent" else resync.history_days
-    ahead = 1
-    if kind == "booking":
-        ahead = resync.recent_days if mode == "recent" else BOOKING_HORIZON_DAYS
-    return Span(since or today - timedelta(days=back), until or today + timedelta(days=ahead))
 
 
 # --------------------------------------------------------------------------------------------
@@ -185,13 +99,13 @@ class SheetSummary:
         self.sheets_reads += report.requests.reads
         self.sheets_writes += report.requests.writes
 
-    def record_of(self, at: float) -> dict[str, Any]:
-        """What meta keeps of the run (its key names sheet and mode), for `syncd status`."""
+    def record_of(self, at: float) -> ResyncRun:
+        """What meta keeps of the run (it is kept by sheet and mode), for `syncd status`."""
         fields = asdict(self)
         for name in ("sheet", "resource", "mode", "skipped"):
             del fields[name]
         fields["duration"] = round(self.duration, 1)
-        return {"at": at, **{k: v for k, v in fields.items() if v is not None}}
+        return ResyncRun(at, {k: v for k, v in fields.items() if v is not None})
 
     def describe(self) -> str:
         return (
@@ -226,7 +140,9 @@ class Resync:
 
     def __init__(
         self,
-        settings: Settings,
+        resync: ResyncSettings,
+        cobot_settings: CobotSettings,
+        tz: ZoneInfo,
         store: Store,
         cobot: CobotClient,
         sheets: SheetsWriter,
@@ -234,13 +150,14 @@ class Resync:
         on_progress: ProgressCallback | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        self.settings = settings
+        self.resync = resync
+        self.cobot_settings = cobot_settings
+        self.tz = tz
         self.store = store
         self.cobot = cobot
         self.sheets = sheets
         self.on_progress = on_progress
         self.clock = clock
-        self.tz = ZoneInfo(settings.timezone)
         #: Per kind, the largest window Cobot accepted after refusing a larger one.
         self._window_limits: dict[str, int] = {}
 
@@ -272,10 +189,10 @@ class Resync:
             await self._complete_listing(sheet, summary)
         else:
             today = datetime.fromtimestamp(self.clock(), UTC).date()
-            span = default_span(self.settings, sheet.resource, mode, today, since, until)
+            span = default_span(self.resync, sheet.resource, mode, today, since, until)
             await self._windowed(sheet, mode, span, summary)
         summary.duration = time.monotonic() - started
-        await self.store.set_meta(last_run_key(mode, sheet.title), summary.record_of(self.clock()))
+        await self.store.meta.record_resync_run(mode, sheet.title, summary.record_of(self.clock()))
         log.info("%s: %s re-sync: %s", sheet.title, mode, summary.describe())
         return summary
 
@@ -285,11 +202,11 @@ class Resync:
         With no run recorded yet, the schedule starts now: nothing was missed, and a new
         installation is filled by ``syncd backfill``, not by surprise at the first start.
         """
-        last = await self.store.get_meta(last_run_key(mode, sheet.title))
-        since = await self.store.get_meta(schedule_since_key(mode, sheet.title))
-        reference = last["at"] if isinstance(last, dict) else since
-        if not isinstance(reference, int | float):
-            await self.store.set_meta(schedule_since_key(mode, sheet.title), self.clock())
+        last = await self.store.meta.resync_run(mode, sheet.title)
+        since = await self.store.meta.resync_schedule_start(mode, sheet.title)
+        reference = since if last is None else last.at
+        if reference is None:
+            await self.store.meta.start_resync_schedule(mode, sheet.title, self.clock())
             return False
         due = trigger.get_next_fire_time(None, datetime.fromtimestamp(reference, UTC))
         return due is not None and due.timestamp() <= self.clock()
@@ -314,8 +231,7 @@ class Resync:
         An empty or truncated listing (a Cobot bug, a token that lost its admin rights)
         must not flag a whole sheet deleted.
         """
-        key = safety_stop_key(sheet.title)
-        share = self.settings.resync.max_deleted_share
+        share = self.resync.max_deleted_share
         if absent and len(absent) > share * rows:
             message = (
                 f"Cobot's complete listing lacks {len(absent)} of the {rows} known rows, more "
@@ -324,12 +240,11 @@ class Resync:
             )
             log.warning("%s: safety stop: %s", sheet.title, message)
             summary.safety_stop = message
-            await self.store.set_meta(
-                key, {"at": self.clock(), "absent": len(absent), "rows": rows, "message": message}
-            )
+            stop = SafetyStop(self.clock(), len(absent), rows, message)
+            await self.store.meta.save_safety_stop(sheet.title, stop)
             return []
-        if await self.store.get_meta(key) is not None:
-            await self.store.set_meta(key, None)
+        if await self.store.meta.safety_stop(sheet.title) is not None:
+            await self.store.meta.save_safety_stop(sheet.title, None)
         summary.deleted = len(absent)
         return absent
 
@@ -338,15 +253,13 @@ class Resync:
     async def _windowed(
         self, sheet: SheetSettings, mode: Mode, span: Span, summary: SheetSummary
     ) -> None:
-        key = checkpoint_key(mode, sheet.title)
-        run = {"since": span.since.isoformat(), "until": span.until.isoformat()}
-        saved = await self.store.get_meta(key)
+        saved = await self.store.meta.resync_checkpoint(mode, sheet.title)
         start = span.since
-        if isinstance(saved, dict) and saved.get("run") == run and saved.get("next"):
-            start = date.fromisoformat(saved["next"])
-            summary.resumed_from = saved["next"]
+        if saved is not None and (saved.since, saved.until) == (span.since, span.until):
+            start = saved.next
+            summary.resumed_from = start.isoformat()
             log.info("%s: continuing the interrupted %s from %s", sheet.title, mode, start)
-        windows = span.windows(self.settings.resync.window_days, start)
+        windows = span.windows(self.resync.window_days, start)
         pending: dict[str, JSONObject | None] = {}
         listed = 0
         for number, window in enumerate(windows, 1):
@@ -358,11 +271,11 @@ class Resync:
                 await self._write(sheet, pending, summary)
                 pending = {}
             if not pending:
-                checkpoint = None if last else {"run": run, "next": window.end.isoformat()}
-                await self.store.set_meta(key, checkpoint)
+                checkpoint = None if last else ResyncCheckpoint(span.since, span.until, window.end)
+                await self.store.meta.save_resync_checkpoint(mode, sheet.title, checkpoint)
             self._progress(Progress(sheet.title, number, len(windows), listed, window))
         if not windows:
-            await self.store.set_meta(key, None)
+            await self.store.meta.save_resync_checkpoint(mode, sheet.title, None)
 
     async def _list_window(
         self, kind: str, window: Window, summary: SheetSummary
@@ -417,7 +330,7 @@ class Resync:
     def _url_of(self, kind: str, ident: Any) -> str | None:
         if isinstance(ident, bool) or not isinstance(ident, str | int):
             return None
-        url = resource_url(kind, str(ident), self.settings.cobot)
+        url = resource_url(kind, str(ident), self.cobot_settings)
         return url if resource_kind_of_path(urlsplit(url).path) == (kind, str(ident)) else None
 
     async def _write(
@@ -439,13 +352,17 @@ class Resync:
         rows, states, unchanged = {}, {}, set()
         for url, resource in resources.items():
             previous = known.get(url)
-            deleted_at = previous.deleted_at if previous else None
-            if resource is None:
-                deleted_at = deleted_at or stamp
-            row = sheet_row(sheet, url, resource, deleted_at, self.tz)
-            states[url] = RowState(row_fingerprint(row), deleted_at)
-            rows[url] = row
-            if previous is not None and previous.fingerprint == states[url].fingerprint:
+            row = mapped_row(
+                sheet,
+                url,
+                resource,
+                self.tz,
+                flagged_at=previous.deleted_at if previous else None,
+                deleted_now=stamp if resource is None else None,
+            )
+            states[url] = RowState(row.fingerprint, row.deleted_at)
+            rows[url] = row.cells
+            if previous is not None and previous.fingerprint == row.fingerprint:
                 unchanged.add(url)
         urls = list(rows)
         for first in range(0, len(urls), CHUNK_ROWS):
@@ -462,45 +379,3 @@ class Resync:
         log.debug("%s: step %d/%d", progress.sheet, progress.done, progress.total)
         if self.on_progress is not None:
             self.on_progress(progress)
-
-
-# --------------------------------------------------------------------------------------------
-# The daemon's schedule
-# --------------------------------------------------------------------------------------------
-
-
-def resync_jobs(
-    settings: Settings, store: Store, cobot: CobotClient, sheets: SheetsWriter
-) -> list[ScheduledJob]:
-    """Per worksheet: the full re-sync on its schedule (``sheets.<title>.resync``, default
-    ``resync.full_schedule``) and, for windowed kinds, the recent window on
-    ``resync.recent_schedule``. A run missed while the daemon was down runs once at start.
-    """
-    engine = Resync(settings, store, cobot, sheets)
-    recent = settings.resync.recent_schedule
-    jobs = []
-    for sheet in settings.sheets:
-        if sheet.resource not in LISTED_KINDS:
-            log.info("%s: no scheduled re-sync: %s", sheet.title, unlisted_reason(sheet))
-            continue
-        if sheet.resync:
-            jobs.append(_resync_job(engine, sheet, "full", sheet.resync))
-        if recent and sheet.resource in WINDOWED_KINDS:
-            jobs.append(_resync_job(engine, sheet, "recent", recent))
-    return jobs
-
-
-def _resync_job(engine: Resync, sheet: SheetSettings, mode: Mode, expression: str) -> ScheduledJob:
-    trigger = cron_trigger(expression, engine.settings.timezone)
-    started = False
-
-    async def run() -> None:
-        nonlocal started
-        if not started:
-            started = True
-            if not await engine.missed_run(sheet, mode, trigger):
-                return
-            log.info("%s: running the %s re-sync missed while down", sheet.title, mode)
-        await engine.run_sheet(sheet, mode)
-
-    return ScheduledJob(f"resync-{mode}:{sheet.title}", run, trigger, run_at_start=True)

@@ -5,6 +5,11 @@ fetch, one row per worksheet), writes each worksheet's rows in one upsert, and o
 the events done, in the same transaction that records each row's fingerprint. A crash at any
 point therefore leaves the events pending, and the retry finds the rows by URL instead of
 adding them twice.
+
+A failed fetch or write leaves its events to what the error says (``Action``): a temporary
+failure is retried with backoff until ``sync.max_attempts``, one that needs a person (a
+revoked token, a spreadsheet not shared) holds the events without spending attempts, and one
+that is permanent for the event dead-letters it at once.
 """
 
 from __future__ import annotations
@@ -12,28 +17,31 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import random
 import time
-from collections import Counter, defaultdict, deque
-from collections.abc import Callable, Iterable, Mapping
+from collections import defaultdict, deque
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo
 
 from syncd.cobot.client import CobotClient, Fetched
-from syncd.cobot.fetching import MEMBERSHIP_LISTING_MIN, fetch_many
-from syncd.config.settings import Settings, SheetSettings
-from syncd.core.errors import SyncdError
+from syncd.cobot.fetching import fetch_many, plan_fetches
+from syncd.config.settings import SheetSettings, SyncSettings
+from syncd.core.errors import Action, SyncdError
 from syncd.core.events import EVENTS, embedded_resource, resource_kind_of_path
 from syncd.core.metrics import Metrics
-from syncd.engine.eventlog import EventLog, is_last_attempt
-from syncd.engine.testhooks import crash_point
+from syncd.core.retry import Backoff
+from syncd.engine.eventlog import EventLog
+from syncd.engine.work import Failure, UrlWork, failure_action
 from syncd.intake.resources import ResourceRef
-from syncd.mapping.cells import Row, deletion_stamp, map_row, row_fingerprint
-from syncd.ops.status import LAST_WRITE_META, WORKER_ERROR_META
+from syncd.mapping.cells import Row, deletion_stamp
+from syncd.mapping.rows import mapped_row, sheets_for
 from syncd.sheets.writer import SheetsWriter, UpsertReport
-from syncd.store.database import InboxEvent, RowState, Store
+from syncd.store.database import Store
+from syncd.store.inbox import InboxEvent
+from syncd.store.meta import LastError, LastWrite
+from syncd.store.rows import RowState
 
 log = logging.getLogger("syncd.worker")
 
@@ -45,23 +53,11 @@ IDLE_POLL_SECONDS = 5.0
 ROWS_PER_YIELD = 50
 #: Longest a full batch waits, in flush intervals, for a flood of webhooks to subside.
 MAX_YIELD_INTERVALS = 10
-
-
-@dataclass
-class UrlWork:
-    """Everything one flush knows about one resource URL."""
-
-    ref: ResourceRef
-    events: list[InboxEvent]
-    sheets: list[SheetSettings]
-    #: The newest deletion event among them, if any: it wins over every update.
-    deletion: InboxEvent | None = None
-    fetched: Fetched | None = None
-    error: str | None = None
-
-    @property
-    def ids(self) -> list[int]:
-        return [event.id for event in self.events]
+#: Events held for a person are looked at again this often (at most sync.retry_max_seconds):
+#: soon after someone fixed the cause, and rarely enough to cost little until then.
+PAUSE_SECONDS = 300.0
+#: Seconds of the Cobot request budget one flush may spend on single fetches.
+FLUSH_FETCH_SECONDS = 10
 
 
 @dataclass
@@ -77,26 +73,39 @@ class SheetBatch:
 
 
 class Worker:
+    """Flushes due events from the store through Cobot into the worksheets."""
+
     def __init__(
         self,
-        settings: Settings,
+        sync: SyncSettings,
+        sheets: Sequence[SheetSettings],
+        tz: ZoneInfo,
         store: Store,
         cobot: CobotClient,
-        sheets: SheetsWriter,
+        writer: SheetsWriter,
         metrics: Metrics,
+        event_log: EventLog,
+        *,
+        cobot_requests_per_minute: int,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        self.settings = settings
+        self.sync = sync
+        self.sheets = tuple(sheets)
+        self.tz = tz
         self.store = store
         self.cobot = cobot
-        self.sheets = sheets
+        self.writer = writer
         self.metrics = metrics
+        self.event_log = event_log
+        #: Single fetches per flush (see _limit_fetches).
+        self.fetch_limit = max(
+            sync.fetch_concurrency, cobot_requests_per_minute * FLUSH_FETCH_SECONDS // 60
+        )
         self.clock = clock
-        self.tz = ZoneInfo(settings.timezone)
-        self.event_log = EventLog(settings, sheets)
+        self.backoff = Backoff(RETRY_BASE_SECONDS, sync.retry_max_seconds, jitter=0.5)
         self._wake = asyncio.Event()
         self._arrivals = 0
-        self._recent_arrivals: deque[float] = deque(maxlen=settings.sync.batch_size)
+        self._recent_arrivals: deque[float] = deque(maxlen=sync.batch_size)
         self._last_flush_at = float("-inf")
         self.last_write_at: float | None = None
         self.last_error: str | None = None
@@ -112,7 +121,7 @@ class Worker:
     def _receiver_busy(self) -> bool:
         """Whether a whole batch of webhooks arrived within the last flush interval."""
         recent = self._recent_arrivals
-        interval = self.settings.sync.flush_interval_seconds
+        interval = self.sync.flush_interval_seconds
         return len(recent) == recent.maxlen and recent[0] > self.clock() - interval
 
     async def run(self, stop: asyncio.Event) -> None:
@@ -124,11 +133,11 @@ class Worker:
                 raise
             except Exception as exc:  # a bug must not kill the daemon: log, back off, go on
                 log.exception("flush failed unexpectedly; retrying in 5 s")
-                self._record_error(f"flush failed: {type(exc).__name__}")
+                self.last_error = f"flush failed: {type(exc).__name__}"
                 await _sleep_or_stop(stop, 5.0)
 
     async def _step(self, stop: asyncio.Event) -> None:
-        batch_size = self.settings.sync.batch_size
+        batch_size = self.sync.batch_size
         events = await self.store.claim_due(batch_size, self.clock())
         if not events:
             next_due = await self.store.next_due_at()
@@ -138,7 +147,7 @@ class Worker:
         if len(events) < batch_size:
             # Give a burst a moment to gather, so it costs one flush instead of many.
             oldest = min(event.received_at for event in events)
-            remaining = oldest + self.settings.sync.flush_interval_seconds - self.clock()
+            remaining = oldest + self.sync.flush_interval_seconds - self.clock()
             if remaining > 0 and self._arrivals < batch_size:
                 await self._wait_for_work(stop, remaining, until_full=True)
                 return
@@ -147,7 +156,7 @@ class Worker:
             # minute allow about one flush a second, so flushing faster in a burst only spends
             # the quota early and takes the event loop from the receiver. Whatever arrives
             # meanwhile is folded into the next flush (see _same_urls).
-            interval = self.settings.sync.flush_interval_seconds
+            interval = self.sync.flush_interval_seconds
             pause = self._last_flush_at + interval - self.clock()
             if pause > 0:
                 await _sleep_or_stop(stop, pause)
@@ -178,7 +187,7 @@ class Worker:
             finally:
                 for waiter in waiters:
                     waiter.cancel()
-            if not until_full or self._arrivals >= self.settings.sync.batch_size:
+            if not until_full or self._arrivals >= self.sync.batch_size:
                 return
 
     # -- one flush ------------------------------------------------------------------------
@@ -196,27 +205,22 @@ class Worker:
         if unmapped:
             log.info("%d event(s) concern no configured worksheet; marked done", len(unmapped))
         await self._fetch_all(works)
-        failed = [work for work in works if work.error is not None]
         ready = [work for work in works if work.error is None]
+        failures = [Failure("fetch", w.error, w.events) for w in works if w.error is not None]
         batches = await self._build_batches(ready)
         done_ids, states, write_failures = await self._write_all(batches, ready)
-        if done_ids:
-            crash_point("after_write", self.settings.state_dir)
-        fetch_failures = [(work.error or "fetch failed", work.events) for work in failed]
+        failures += write_failures
         # Before anything is marked done, so a crash leaves rows the retry overwrites.
-        await self.event_log.record(unmapped, ready, done_ids, fetch_failures + write_failures)
+        await self.event_log.record(unmapped, ready, done_ids, failures)
         if unmapped:
             await self.store.complete([event.id for event in unmapped])
         if done_ids:
             await self.store.complete(done_ids, states)
-        for error, failed_events in fetch_failures:
-            await self._retry_later(failed_events, error, "fetch")
-        for error, failed_events in write_failures:
-            await self._retry_later(failed_events, error, "write")
+        for failure in failures:
+            await self._settle(failure)
         if done_ids:
             self.last_write_at = self.clock()
         reports = [batch.report for batch in batches.values() if batch.report is not None]
-        failures = fetch_failures + write_failures
         await self._record_flush(reports, failures)
         fields: dict[str, object] = {
             "events": len(events),
@@ -228,7 +232,7 @@ class Worker:
             "duration": round(time.monotonic() - started, 3),
         }
         if failures:
-            fields["error"] = failures[-1][0]
+            fields["error"] = failures[-1].message
         log.log(
             logging.WARNING if failures else logging.INFO,
             "flush: %(events)d event(s) for %(urls)d URL(s): %(done)d done, %(retry)d to retry; "
@@ -238,24 +242,18 @@ class Worker:
             extra={"fields": fields},
         )
 
-    async def _record_flush(
-        self, reports: list[UpsertReport], failures: list[tuple[str, list[InboxEvent]]]
-    ) -> None:
+    async def _record_flush(self, reports: list[UpsertReport], failures: Sequence[Failure]) -> None:
         """Leave for `syncd status` each worksheet's last successful write and the last error.
 
         One transaction per flush; a failure here costs only the status display, not data.
         """
         now = self.clock()
-        meta: dict[str, object] = {
-            f"{LAST_WRITE_META}{r.sheet}": {"time": now, "rows": r.updated + r.appended}
-            for r in reports
-        }
-        if failures:
-            meta[WORKER_ERROR_META] = {"time": now, "error": failures[-1][0]}
-        if not meta:
+        writes = {r.sheet: LastWrite(now, r.updated + r.appended) for r in reports}
+        error = LastError(now, failures[-1].message) if failures else None
+        if not writes and error is None:
             return
         try:
-            await self.store.set_meta_many(meta)
+            await self.store.meta.record_flush(writes, error)
         except SyncdError as exc:
             log.warning("could not record the flush for `syncd status`: %s", exc)
 
@@ -263,7 +261,7 @@ class Worker:
         by_url: dict[str, UrlWork] = {}
         unmapped: list[InboxEvent] = []
         for event in events:
-            sheets = self.settings.sheets_for(event.event, event.kind)
+            sheets = sheets_for(self.sheets, event.event, event.kind)
             if not sheets:
                 log.warning(
                     "event %s about a %s is not mapped to any worksheet", event.event, event.kind
@@ -296,7 +294,7 @@ class Worker:
         return await self.store.claim_due_for_urls(
             [work.ref.url for work in works],
             [event.id for event in claimed],
-            self.settings.sync.batch_size,
+            self.sync.batch_size,
             self.clock(),
         )
 
@@ -307,45 +305,33 @@ class Worker:
         fetch returned, minutes later under Cobot's 60/min limit. Only URLs fetched one by one
         count: a kind that fetch_many answers from a listing costs one request per chunk.
         """
-        limit = max(
-            self.settings.sync.fetch_concurrency, self.settings.cobot.requests_per_minute // 6
-        )
-        listed = self._listed_kinds(Counter(w.ref.kind for w in works if w.deletion is None))
+        plan = plan_fetches(self.cobot, [w.ref for w in works if w.deletion is None])
+        singles = {ref.url for ref in plan.singles}
         kept, fetches = [], 0
         for work in works:
-            if work.deletion is None and work.ref.kind not in listed:
-                if fetches >= limit:
+            if work.deletion is None and work.ref.url in singles:
+                if fetches >= self.fetch_limit:
                     continue
                 fetches += 1
             kept.append(work)
         return kept
 
-    def _listed_kinds(self, counts: Counter[str]) -> set[str]:
-        """The kinds fetch_many will answer from a listing for these counts (its plan)."""
-        listed = {"invoice"} if counts["invoice"] > 1 else set()
-        if (
-            counts["membership"] >= MEMBERSHIP_LISTING_MIN
-            and self.cobot.membership_listing_budget.delay() == 0
-        ):
-            listed.add("membership")
-        return listed
-
     async def _fetch_all(self, works: list[UrlWork]) -> None:
         """Fetch every non-deleted URL, a burst of one kind in as few requests as it allows."""
         wanted = [work for work in works if work.deletion is None]
         results = await fetch_many(
-            self.cobot, [w.ref for w in wanted], concurrency=self.settings.sync.fetch_concurrency
+            self.cobot, [w.ref for w in wanted], concurrency=self.sync.fetch_concurrency
         )
         for work in wanted:
             result = results[work.ref.url]
             if isinstance(result, Fetched):
                 work.fetched = result
             else:
-                work.error = str(result)
+                work.error = result
 
     async def _build_batches(self, works: list[UrlWork]) -> dict[str, SheetBatch]:
         batches: dict[str, SheetBatch] = {}
-        for sheet in self.settings.sheets:
+        for sheet in self.sheets:
             urls = [w.ref.url for w in works if sheet in w.sheets]
             if not urls:
                 continue
@@ -359,38 +345,43 @@ class Worker:
 
     def _add_row(self, batch: SheetBatch, work: UrlWork, known: RowState | None) -> None:
         """Decide the cells of one row; an unchanged row is only re-created if missing."""
-        sheet, url = batch.sheet, work.ref.url
-        deleted_at = known.deleted_at if known else None
-        resource: dict | None = None
+        url = work.ref.url
+        resource: Mapping[str, object] | None = None
+        deleted_now: str | None = None
         if work.deletion is not None:
             resource = embedded_resource(EVENTS[work.deletion.event], work.deletion.body)
-            deleted_at = deleted_at or deletion_stamp(
-                datetime.fromtimestamp(work.deletion.received_at, UTC)
-            )
+            deleted_now = deletion_stamp(datetime.fromtimestamp(work.deletion.received_at, UTC))
         elif work.fetched is not None and work.fetched.status == "gone":
-            deleted_at = deleted_at or deletion_stamp(datetime.fromtimestamp(self.clock(), UTC))
+            deleted_now = deletion_stamp(datetime.fromtimestamp(self.clock(), UTC))
         elif work.fetched is not None:
             resource = work.fetched.data
-        row = sheet_row(sheet, url, resource, deleted_at, self.tz)
-        fingerprint = row_fingerprint(row)
-        if known is not None and known.fingerprint == fingerprint:
+        row = mapped_row(
+            batch.sheet,
+            url,
+            resource,
+            self.tz,
+            flagged_at=known.deleted_at if known else None,
+            deleted_now=deleted_now,
+        )
+        if known is not None and known.fingerprint == row.fingerprint:
             batch.unchanged.add(url)
-        batch.rows[url] = row
-        batch.states[url] = RowState(fingerprint=fingerprint, deleted_at=deleted_at)
+        batch.rows[url] = row.cells
+        batch.states[url] = RowState(fingerprint=row.fingerprint, deleted_at=row.deleted_at)
 
     async def _write_all(
         self, batches: Mapping[str, SheetBatch], works: list[UrlWork]
-    ) -> tuple[list[int], dict[str, dict[str, RowState]], list[tuple[str, list[InboxEvent]]]]:
+    ) -> tuple[list[int], dict[str, dict[str, RowState]], list[Failure]]:
+        """Upsert each worksheet's rows; a URL is done once every worksheet it goes to is."""
         written: set[tuple[str, str]] = set()
         states: dict[str, dict[str, RowState]] = {}
-        errors: dict[str, str] = {}
+        errors: dict[str, SyncdError] = {}
         for title, batch in batches.items():
             try:
-                batch.report = await self.sheets.upsert(
+                batch.report = await self.writer.upsert(
                     batch.sheet, batch.rows, only_if_missing=batch.unchanged
                 )
             except SyncdError as exc:
-                errors[title] = str(exc)
+                errors[title] = exc
                 log.warning("writing %s failed: %s", title, exc)
                 continue
             self.metrics.events_processed.inc(
@@ -399,55 +390,44 @@ class Worker:
             states[title] = batch.states
             written.update((title, url) for url in batch.rows)
         done: list[int] = []
-        failures: dict[str, list[InboxEvent]] = defaultdict(list)
+        held: dict[str, list[InboxEvent]] = defaultdict(list)
         for work in works:
             missing = [s.title for s in work.sheets if (s.title, work.ref.url) not in written]
             if missing:
-                failures[errors[missing[0]]].extend(work.events)
+                held[missing[0]].extend(work.events)
             else:
                 done.extend(work.ids)
-        return done, states, list(failures.items())
+        return done, states, [Failure("write", errors[t], events) for t, events in held.items()]
 
-    async def _retry_later(self, events: list[InboxEvent], error: str, stage: str) -> None:
-        """Back off exponentially with jitter; give up into the dead-letter state at the end."""
-        self._record_error(error)
-        self.metrics.events_failed.inc(len(events), stage=stage)
-        give_up = [e.id for e in events if is_last_attempt(e, self.settings.sync.max_attempts)]
-        retry = [e for e in events if e.id not in set(give_up)]
-        if give_up:
-            self.metrics.events_dead_lettered.inc(len(give_up))
+    async def _settle(self, failure: Failure) -> None:
+        """Do with a failure's events what its error says (see ``failure_action``)."""
+        self.last_error = failure.message
+        self.metrics.events_failed.inc(len(failure.events), stage=failure.stage)
+        by_action: dict[Action, list[InboxEvent]] = defaultdict(list)
+        for event in failure.events:
+            by_action[failure_action(event, failure.error, self.sync.max_attempts)].append(event)
+        if dead := by_action[Action.DEAD_LETTER]:
+            self.metrics.events_dead_lettered.inc(len(dead))
             log.error(
-                "%d event(s) dead-lettered after %d attempts: %s (see `syncd status`, "
-                "`syncd replay`)",
-                len(give_up),
-                self.settings.sync.max_attempts,
-                error,
+                "%d event(s) dead-lettered: %s (see `syncd status`, `syncd replay`)",
+                len(dead),
+                failure.message,
             )
-            await self.store.dead_letter(give_up, error)
+            await self.store.dead_letter([e.id for e in dead], failure.message)
+        if paused := by_action[Action.PAUSE]:
+            log.error(
+                "%d event(s) held until this is fixed (no attempt counted): %s",
+                len(paused),
+                failure.message,
+            )
+            pause = min(PAUSE_SECONDS, self.sync.retry_max_seconds)
+            await self.store.postpone([e.id for e in paused], failure.message, self.clock() + pause)
         by_attempt: dict[int, list[int]] = defaultdict(list)
-        for event in retry:
-            by_attempt[event.attempts].append(event.id)
-        for attempts, ids in by_attempt.items():
-            delay = min(self.settings.sync.retry_max_seconds, RETRY_BASE_SECONDS * 2**attempts)
-            delay *= random.uniform(0.5, 1.0)
-            await self.store.reschedule(ids, error, self.clock() + delay)
-
-    def _record_error(self, error: str) -> None:
-        self.last_error = error
-
-
-def sheet_row(
-    sheet: SheetSettings, url: str, resource: Mapping | None, deleted_at: str | None, tz: ZoneInfo
-) -> Row:
-    """The cells the daemon writes for one resource (``syncd preview`` shows the same).
-
-    Without a resource (a deletion that embeds nothing, a 404) only Deleted and the URL are
-    written, so the cells that were there stay as the last fetch left them.
-    """
-    row: Row = map_row(resource, sheet, tz) if resource is not None else {}
-    row[sheet.deleted_column] = deleted_at or ""
-    row[sheet.key_column] = url
-    return row
+        for event in by_action[Action.RETRY]:
+            by_attempt[event.attempts + 1].append(event.id)
+        for attempt, ids in by_attempt.items():
+            delay = self.backoff.delay(attempt)
+            await self.store.reschedule(ids, failure.message, self.clock() + delay)
 
 
 async def _sleep_or_stop(stop: asyncio.Event, seconds: float) -> None:

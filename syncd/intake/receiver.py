@@ -32,7 +32,7 @@ import hmac
 import json
 import logging
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -41,11 +41,13 @@ from aiohttp.abc import AbstractAccessLogger
 from aiohttp.streams import StreamReader
 from aiohttp.web_request import BaseRequest
 
-from syncd.config.settings import Settings
+from syncd.config.settings import CobotSettings, SheetSettings, WebhookSettings
 from syncd.core.events import EVENTS
 from syncd.core.metrics import Metrics
 from syncd.intake.resources import InvalidResourceURL, ResourceRef, parse_resource_url
-from syncd.store.database import Store, StoreUnavailable
+from syncd.mapping.rows import sheets_for
+from syncd.store.connection import StoreUnavailable
+from syncd.store.database import Store
 
 log = logging.getLogger("syncd.receiver")
 
@@ -74,17 +76,24 @@ class Rejected(Exception):
 
 
 def build_receiver_app(
-    settings: Settings, store: Store, metrics: Metrics, on_stored: Callable[[], None]
+    webhook: WebhookSettings,
+    cobot: CobotSettings,
+    sheets: Sequence[SheetSettings],
+    store: Store,
+    metrics: Metrics,
+    on_stored: Callable[[], None],
 ) -> web.Application:
     """A stand-alone application serving only the webhook route."""
     app = web.Application(client_max_size=MAX_BODY_BYTES)
-    add_webhook_routes(app, settings, store, metrics, on_stored)
+    add_webhook_routes(app, webhook, cobot, sheets, store, metrics, on_stored)
     return app
 
 
 def add_webhook_routes(
     app: web.Application,
-    settings: Settings,
+    webhook: WebhookSettings,
+    cobot: CobotSettings,
+    sheets: Sequence[SheetSettings],
     store: Store,
     metrics: Metrics,
     on_stored: Callable[[], None],
@@ -96,27 +105,29 @@ def add_webhook_routes(
     so the app's ``client_max_size`` need not be lowered for the other routes.
     """
     receiver = _Receiver(
-        settings=settings,
+        cobot=cobot,
+        sheets=tuple(sheets),
         store=store,
         metrics=metrics,
         on_stored=on_stored,
-        events=frozenset(settings.events),
+        events=frozenset(event for sheet in sheets for event in sheet.events),
         secret_digests=tuple(
-            _digest(secret.reveal())
-            for secret in (settings.webhook.secret, *settings.webhook.previous_secrets)
+            _digest(secret.reveal()) for secret in (webhook.secret, *webhook.previous_secrets)
         ),
     )
-    path = f"{settings.webhook.path_prefix}/{{secret}}/{{event}}"
+    path = f"{webhook.path_prefix}/{{secret}}/{{event}}"
     app.router.add_route("*", path, receiver.handle, name=ROUTE_NAME)
 
 
 @dataclass(frozen=True)
 class _Receiver:
-    settings: Settings
+    #: The Cobot origins a resource URL must name.
+    cobot: CobotSettings
+    sheets: tuple[SheetSettings, ...]
     store: Store
     metrics: Metrics
     on_stored: Callable[[], None]
-    #: The configured events (``Settings.events`` builds its tuple anew on every call).
+    #: Every event some worksheet takes: the subscribed ones.
     events: frozenset[str]
     #: SHA-256 of every accepted secret: comparing fixed-length digests leaks no length.
     secret_digests: tuple[bytes, ...]
@@ -132,7 +143,7 @@ class _Receiver:
         except StoreUnavailable as exc:
             return self._unavailable(event, ref, exc)
         self.metrics.webhooks_received.inc(event=event)
-        mapped = bool(self.settings.sheets_for(event, ref.kind))
+        mapped = bool(sheets_for(self.sheets, event, ref.kind))
         log.info(
             "webhook %s %s %s stored as event %d%s",
             event,
@@ -158,7 +169,7 @@ class _Receiver:
             raise Rejected(405, "method", "only POST is accepted")
         body = parse_body(await read_body(request))
         try:
-            ref = parse_resource_url(body["url"], self.settings.cobot)
+            ref = parse_resource_url(body["url"], self.cobot)
         except InvalidResourceURL as exc:
             excerpt = body["url"][:LOGGED_URL_CHARS]
             raise Rejected(422, "bad_url", str(exc), f"{exc}: {excerpt!r}") from None

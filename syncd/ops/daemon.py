@@ -14,26 +14,31 @@ import gc
 import logging
 import signal
 import time
+from collections.abc import Callable
 from contextlib import AsyncExitStack, suppress
+from zoneinfo import ZoneInfo
 
 from aiohttp import web
 
 from syncd.cobot.client import CobotClient
 from syncd.cobot.subscriptions import reconcile
+from syncd.config.cron import cron_trigger
 from syncd.config.settings import Settings
 from syncd.core.errors import SyncdError
 from syncd.core.metrics import Metrics
-from syncd.engine.resync import resync_jobs
+from syncd.core.redaction import Redactor
+from syncd.engine.eventlog import EventLog, event_log_worksheet
+from syncd.engine.resync import Resync
+from syncd.engine.resync_plan import ScheduledResync, resync_schedule
 from syncd.engine.worker import Worker
 from syncd.intake.receiver import build_receiver_app, web_server_kwargs, web_site_kwargs
 from syncd.ops.health import FlowState, add_health_routes
-from syncd.ops.logs import RedactingFilter
 from syncd.ops.notify import SystemdNotifier, watchdog_loop
 from syncd.ops.scheduler import ScheduledJob, build_scheduler, every
-from syncd.ops.status import SUBSCRIPTIONS_CHECK_META
 from syncd.sheets.writer import SheetsWriter
 from syncd.store.database import Store
 from syncd.store.filelock import sheets_lock_path
+from syncd.store.meta import SubscriptionCheck
 
 log = logging.getLogger("syncd.daemon")
 
@@ -62,7 +67,7 @@ async def run_daemon(settings: Settings, stop: asyncio.Event | None = None) -> N
                 settings.google, metrics, lock_path=sheets_lock_path(settings.state_dir)
             )
             stack.callback(sheets.close)
-            worker = Worker(settings, store, cobot, sheets, metrics)
+            worker = build_worker(settings, store, cobot, sheets, metrics)
             runners = await _start_http(settings, store, metrics, worker)
             scheduler = build_scheduler(_jobs(settings, store, cobot, sheets), settings.timezone)
             scheduler.start()
@@ -98,10 +103,43 @@ async def run_daemon(settings: Settings, stop: asyncio.Event | None = None) -> N
     log.info("stopped")
 
 
+def build_worker(
+    settings: Settings,
+    store: Store,
+    cobot: CobotClient,
+    sheets: SheetsWriter,
+    metrics: Metrics,
+    clock: Callable[[], float] = time.time,
+) -> Worker:
+    """The worker, and its event log, each given the parts of the settings it uses."""
+    tz = ZoneInfo(settings.timezone)
+    event_log = EventLog(
+        event_log_worksheet(settings.event_log_sheet, settings.sheets),
+        sheets,
+        tz,
+        settings.sync.max_attempts,
+        Redactor(settings.secret_values()),
+    )
+    return Worker(
+        settings.sync,
+        settings.sheets,
+        tz,
+        store,
+        cobot,
+        sheets,
+        metrics,
+        event_log,
+        cobot_requests_per_minute=settings.cobot.requests_per_minute,
+        clock=clock,
+    )
+
+
 async def _start_http(
     settings: Settings, store: Store, metrics: Metrics, worker: Worker
 ) -> list[web.AppRunner]:
-    app = build_receiver_app(settings, store, metrics, on_stored=worker.wake)
+    app = build_receiver_app(
+        settings.webhook, settings.cobot, settings.sheets, store, metrics, on_stored=worker.wake
+    )
     flow = FlowState(
         last_write_at=lambda: worker.last_write_at,
         last_error=lambda: worker.last_error,
@@ -114,7 +152,7 @@ async def _start_http(
     listeners = [(app, (settings.webhook.listen_host, settings.webhook.listen_port))]
     if health_app is not app and settings.health.listen is not None:
         listeners.append((health_app, settings.health.listen))
-    runners = []
+    runners: list[web.AppRunner] = []
     for application, (host, port) in listeners:
         runner = web.AppRunner(application, **web_server_kwargs())
         await runner.setup()
@@ -136,12 +174,12 @@ async def _start_http(
 def _jobs(
     settings: Settings, store: Store, cobot: CobotClient, sheets: SheetsWriter
 ) -> list[ScheduledJob]:
-    redact = RedactingFilter(settings.secret_values()).redact
+    redact = Redactor(settings.secret_values()).redact
 
     async def record_check(summary: str | None, errors: list[str]) -> None:
         """Leave the outcome for `syncd status` (Cobot's error texts may quote a callback URL)."""
-        check = {"time": time.time(), "summary": summary, "errors": [redact(e) for e in errors]}
-        await store.set_meta(SUBSCRIPTIONS_CHECK_META, check)
+        check = SubscriptionCheck(time.time(), summary, [redact(e) for e in errors])
+        await store.meta.record_subscription_check(check)
 
     started = False
 
@@ -169,8 +207,38 @@ def _jobs(
             run_at_start=True,
         ),
         ScheduledJob("prune-inbox", prune, every(60)),
-        *resync_jobs(settings, store, cobot, sheets),
+        *_resync_jobs(settings, store, cobot, sheets),
     ]
+
+
+def _resync_jobs(
+    settings: Settings, store: Store, cobot: CobotClient, sheets: SheetsWriter
+) -> list[ScheduledJob]:
+    """The scheduled re-syncs (``resync_schedule``); one missed while down runs at start."""
+    tz = ZoneInfo(settings.timezone)
+    engine = Resync(settings.resync, settings.cobot, tz, store, cobot, sheets)
+    return [
+        _resync_job(engine, planned, tz)
+        for planned in resync_schedule(settings.sheets, settings.resync)
+    ]
+
+
+def _resync_job(engine: Resync, planned: ScheduledResync, tz: ZoneInfo) -> ScheduledJob:
+    trigger = cron_trigger(planned.schedule, tz)
+    started = False
+
+    async def run() -> None:
+        nonlocal started
+        if not started:
+            started = True
+            if not await engine.missed_run(planned.sheet, planned.mode, trigger):
+                return
+            log.info(
+                "%s: running the %s re-sync missed while down", planned.sheet.title, planned.mode
+            )
+        await engine.run_sheet(planned.sheet, planned.mode)
+
+    return ScheduledJob(planned.name, run, trigger, run_at_start=True)
 
 
 async def _drain(worker_task: asyncio.Task[None]) -> None:

@@ -1,8 +1,4 @@
-"""Logging set-up: readable lines by default, JSON for journald/collectors, secrets masked.
-
-Code never logs a secret on purpose; the redacting filter is the second line of defence for
-the one that slips through (an exception message quoting a URL, a library's debug line).
-"""
+"""Logging set-up: readable lines by default, JSON for journald/collectors, secrets masked."""
 
 from __future__ import annotations
 
@@ -12,35 +8,25 @@ import sys
 import time
 from collections.abc import Iterable
 
-REDACTED = "***"
-_MIN_SECRET_LENGTH = 6
+from syncd.core.redaction import Redactor
 
 
 class RedactingFilter(logging.Filter):
-    """Replaces every known secret in a record's final message with ``***``."""
+    """Masks every known secret in a record's final message, fields and traceback."""
 
     def __init__(self, secrets: Iterable[str]) -> None:
         super().__init__()
-        self.secrets = sorted(
-            {s for s in secrets if len(s) >= _MIN_SECRET_LENGTH}, key=len, reverse=True
-        )
-
-    def redact(self, text: str) -> str:
-        for secret in self.secrets:
-            if secret in text:
-                text = text.replace(secret, REDACTED)
-        return text
+        self.redactor = Redactor(secrets)
 
     def filter(self, record: logging.LogRecord) -> bool:
-        message = self.redact(record.getMessage())
+        redact = self.redactor.redact
+        message = redact(record.getMessage())
         record.msg, record.args = message, None
         fields = getattr(record, "fields", None)
         if isinstance(fields, dict):
-            record.fields = {
-                k: self.redact(v) if isinstance(v, str) else v for k, v in fields.items()
-            }
+            record.fields = {k: redact(v) if isinstance(v, str) else v for k, v in fields.items()}
         if record.exc_info and record.exc_info[1] is not None:
-            record.exc_text = self.redact(logging.Formatter().formatException(record.exc_info))
+            record.exc_text = redact(logging.Formatter().formatException(record.exc_info))
             record.exc_info = None
         return True
 

@@ -6,35 +6,27 @@ read-only and never waits on or changes the running daemon; replay makes dead-le
 events pending again, and the daemon's worker, which polls the inbox every few seconds,
 picks them up without a restart.
 
-The daemon leaves what status shows in the store's meta table under the keys below; the
-re-sync engine adds its own under ``resync.``, which status shows as they are.
+The daemon leaves what status shows in the store's typed meta (syncd.store.meta); the
+re-sync engine's records are shown as they are.
 """
 
 from __future__ import annotations
 
-import asyncio
-import json
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import asdict
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from syncd.config.settings import Settings, inspect_settings
-from syncd.core.errors import ConfigError, UsageError
-from syncd.core.events import EVENTS
-from syncd.ops.logs import RedactingFilter
+from syncd.config.loading import inspect_settings
+from syncd.config.settings import Settings
+from syncd.core.errors import ConfigError
+from syncd.core.redaction import Redactor
 from syncd.store.database import Store
+from syncd.store.meta import LastError, LastWrite, SubscriptionCheck
 
-#: The last subscription check: {time, summary, errors}.
-SUBSCRIPTIONS_CHECK_META = "subscriptions.last_check"
-#: Prefix of each worksheet's last successful write: {time, rows}.
-LAST_WRITE_META = "sheets.last_write."
-#: The last error of a flush: {time, error}.
-WORKER_ERROR_META = "worker.last_error"
-#: Prefix of whatever the re-sync engine records (last runs, safety stops).
-RESYNC_META = "resync."
 #: Numbers above this in re-sync records are Unix times (2001-09-09), not counts.
 EPOCH_2001 = 1_000_000_000
 #: Dead letters listed in full; the rest are counted.
@@ -66,10 +58,10 @@ async def read_status(settings: Settings, now: float | None = None) -> dict[str,
     async with Store.open(settings.state_dir, readonly=True) as store:
         stats = await store.stats(now)
         dead = await store.dead_letters(DEAD_LETTERS_SHOWN)
-        last_writes = await store.meta_items(LAST_WRITE_META)
-        subscriptions = await store.get_meta(SUBSCRIPTIONS_CHECK_META)
-        resync = await store.meta_items(RESYNC_META)
-        last_error = await store.get_meta(WORKER_ERROR_META)
+        last_writes = await store.meta.last_writes()
+        subscriptions = await store.meta.subscription_check()
+        resync = await store.meta.resync_records()
+        last_error = await store.meta.last_error()
     oldest = stats.oldest_pending_at
     return {
         "state_db": str(store.path),
@@ -92,12 +84,11 @@ async def read_status(settings: Settings, now: float | None = None) -> dict[str,
             for letter in dead
         ],
         "sheets": {
-            sheet.title: last_writes.get(f"{LAST_WRITE_META}{sheet.title}")
-            for sheet in settings.sheets
+            sheet.title: _as_json(last_writes.get(sheet.title)) for sheet in settings.sheets
         },
-        "subscriptions": _redacted(subscriptions, redact),
-        "resync": {k: _redacted(v, redact) for k, v in resync.items() if v is not None},
-        "last_error": _redacted(last_error, redact),
+        "subscriptions": _redacted(_as_json(subscriptions), redact),
+        "resync": {k: _redacted(v, redact) for k, v in resync.items()},
+        "last_error": _redacted(_as_json(last_error), redact),
     }
 
 
@@ -133,40 +124,7 @@ def render_status(status: dict[str, Any], tz: str, now: float | None = None) -> 
     return lines
 
 
-def print_status(config: Path, as_json: bool) -> int:
-    """Print the status; exit 0 whenever it could be read, dead letters or not.
-
-    Status reports, it does not alert: /healthz and the ``syncd_inbox_dead_letters`` metric
-    do that, and scripts read ``inbox.dead`` from ``--json``.
-    """
-    settings = state_settings(config)
-    status = asyncio.run(read_status(settings))
-    if as_json:
-        print(json.dumps(status, indent=2))
-    else:
-        print("\n".join(render_status(status, settings.timezone)))
-    return 0
-
-
 # -- replay --------------------------------------------------------------------------------
-
-
-def run_replay(config: Path, ids: Sequence[int] | None, event: str | None, everything: bool) -> int:
-    """Move the selected dead letters back to the queue and say how many moved."""
-    if everything == bool(ids or event):
-        raise UsageError("choose the dead letters to replay: --all, or --id N and/or --event NAME")
-    if event is not None and event not in EVENTS:
-        raise UsageError(f"unknown event {event!r}: use a Cobot event name as `syncd status` shows")
-    settings = state_settings(config)
-    count = asyncio.run(replay(settings, ids or None, event))
-    if count:
-        print(
-            f"Replayed {count} dead-lettered event(s); the running daemon processes them within "
-            "seconds (check with `syncd status`)."
-        )
-    else:
-        print("No dead-lettered event matched; nothing was replayed.")
-    return 0
 
 
 async def replay(settings: Settings, ids: Sequence[int] | None, event: str | None) -> int:
@@ -231,7 +189,7 @@ def _resync_lines(entries: dict[str, Any], clock: _Clock) -> list[str]:
             shown = ", ".join(f"{k} {_value(v, clock)}" for k, v in value.items())
         else:
             shown = _value(value, clock)
-        lines.append(f"  {key[len(RESYNC_META) :]}: {shown}")
+        lines.append(f"  {key.partition('.')[2]}: {shown}")  # the key without "resync."
     return lines
 
 
@@ -244,7 +202,12 @@ def _value(value: Any, clock: _Clock) -> str:
 
 def _redactor(settings: Settings) -> Redact:
     """Masks whichever secrets the config let us read, in texts that came from outside."""
-    return RedactingFilter(s for s in settings.secret_values() if s).redact
+    return Redactor(s for s in settings.secret_values() if s).redact
+
+
+def _as_json(record: LastWrite | LastError | SubscriptionCheck | None) -> dict[str, Any] | None:
+    """A meta record as the plain data ``--json`` prints."""
+    return None if record is None else asdict(record)
 
 
 def _redacted(value: Any, redact: Redact) -> Any:
