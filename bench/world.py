@@ -23,11 +23,14 @@ from typing import Any
 from aiohttp import web
 
 from bench.sender import Webhook
-from syncd.config.settings import SCHEMA, Key, SheetSettings, load_settings
-from syncd.sandbox.cobot.server import CobotSimulator, RequestRecord
+from syncd.config.loading import load_settings
+from syncd.config.schema import walk
+from syncd.config.settings import SheetSettings, SyncSettings
+from syncd.sandbox.cobot.server import CobotSimulator
+from syncd.sandbox.cobot.traffic import RequestRecord
 from syncd.sandbox.sheets.server import SheetsEmulator
 from syncd.sheets.a1 import parse_a1
-from syncd.store.database import DB_FILENAME
+from syncd.store.schema import DB_FILENAME
 from tests.fixtures_cobot import CobotSandbox, start_cobot_sandbox
 from tests.fixtures_daemon import Daemon, example_sheets
 from tests.fixtures_sheets import SheetsSandbox, new_sandbox_key, start_sheets_sandbox
@@ -95,9 +98,7 @@ class MeteredSheetsEmulator(SheetsEmulator):
 
 def default_sync() -> dict[str, Any]:
     """The shipped ``sync:`` defaults: the figures are for an unconfigured daemon."""
-    section = SCHEMA["sync"]
-    assert isinstance(section, dict)
-    return {name: key.default for name, key in section.items() if isinstance(key, Key)}
+    return {name: key.default for name, key in walk(SyncSettings)}
 
 
 def bench_sheets() -> dict[str, Any]:

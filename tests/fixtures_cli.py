@@ -14,7 +14,7 @@ from pathlib import Path
 
 import yaml
 
-from syncd.sandbox.sheets.server import generate_service_account_key, write_key_file
+from syncd.sandbox.sheets.auth import generate_service_account_key, write_key_file
 from tests.fixtures_cobot import COBOT_TOKEN
 from tests.fixtures_daemon import EXAMPLE_CONFIG, WEBHOOK_SECRET, Daemon
 

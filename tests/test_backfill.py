@@ -7,9 +7,10 @@ from datetime import date
 
 import pytest
 
-from syncd.cli import build_parser
-from syncd.engine.backfill import ProgressDisplay, summary_lines
-from syncd.engine.resync import Progress, SheetSummary, Window
+from syncd.commands.backfill import ProgressDisplay, summary_lines
+from syncd.commands.parser import build_parser
+from syncd.engine.resync import Progress, SheetSummary
+from syncd.engine.resync_plan import Window
 from tests.fixtures_daemon import MakeDaemon
 from tests.resync_support import settings_of
 

@@ -30,10 +30,10 @@ from zoneinfo import ZoneInfo
 import pytest
 import requests
 
-from syncd.config.settings import load_settings
+from syncd.config.loading import load_settings
 from syncd.mapping.cells import map_row
-from syncd.sandbox.cobot.server import KINDS
-from syncd.store.database import DB_FILENAME
+from syncd.sandbox.cobot.catalogue import KINDS
+from syncd.store.schema import DB_FILENAME
 from tests.fixtures_cobot import MakeCobotSim
 from tests.fixtures_daemon import Daemon, MakeDaemon, example_sheets, wait_until
 from tests.fixtures_sheets import MakeSheetsEmulator

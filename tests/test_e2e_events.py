@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from syncd.mapping.cells import SHEETS_EPOCH
-from syncd.store.database import DB_FILENAME
+from syncd.store.schema import DB_FILENAME
 from tests.fixtures_daemon import WEBHOOK_SECRET, Daemon, MakeDaemon, example_sheets, wait_until
 from tests.fixtures_example import optional_sheets
 from tests.test_e2e_pipeline import by_url, fast_daemon, serial_date, settle

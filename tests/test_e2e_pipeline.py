@@ -215,7 +215,7 @@ def test_formula_like_names_stay_literal_text(make_daemon: MakeDaemon) -> None:
     emulator = daemon.sheets.emulator
     formulas = emulator.dump(daemon.sheets.spreadsheet_id)
     assert '=HYPERLINK("http://x")' in str(formulas["Members"])
-    from syncd.sandbox.sheets.server import Formula
+    from syncd.sandbox.sheets.cells import Formula
 
     grid = emulator.values(daemon.sheets.spreadsheet_id, "Members")
     assert not any(isinstance(cell, Formula) for line in grid for cell in line)

@@ -12,8 +12,8 @@ from typing import Any
 
 import pytest
 
-from syncd.engine.resync import checkpoint_key
 from syncd.store.database import Store
+from syncd.store.meta import ResyncCheckpoint
 from tests.fixtures_daemon import Daemon, MakeDaemon, example_sheets, wait_until
 from tests.resync_support import UNTHROTTLED, list_requests
 from tests.test_e2e_pipeline import by_url, fast_daemon, settle
@@ -51,10 +51,10 @@ def assert_sheets_match_cobot(daemon: Daemon) -> None:
             assert rows[url]["Deleted"] == ""
 
 
-def read_meta(daemon: Daemon, key: str) -> Any:
-    async def read() -> Any:
+def read_checkpoint(daemon: Daemon, mode: str, sheet: str) -> ResyncCheckpoint | None:
+    async def read() -> ResyncCheckpoint | None:
         async with Store.open(daemon.state_dir, readonly=True) as store:
-            return await store.get_meta(key)
+            return await store.meta.resync_checkpoint(mode, sheet)
 
     return asyncio.run(read())
 
@@ -117,13 +117,13 @@ def test_backfill_killed_at_a_random_point_continues_without_duplicates(
         process.stdout.close()
         assert process.wait(30) == -signal.SIGKILL, f"finished before the kill (seed {seed})"
 
-    checkpoint = read_meta(daemon, checkpoint_key("backfill", "Invoices"))
+    checkpoint = read_checkpoint(daemon, "backfill", "Invoices")
     listed_before = len(list_requests(daemon, "/api/invoices"))
 
     rerun = daemon.cli("backfill")
     assert rerun.returncode == 0, rerun.stderr
     assert checkpoint is not None, f"no checkpoint after {kill_after} lines (seed {seed})"
-    assert f"Invoices: continued an interrupted backfill from {checkpoint['next']}" in rerun.stdout
+    assert f"Invoices: continued an interrupted backfill from {checkpoint.next}" in rerun.stdout
     assert len(list_requests(daemon, "/api/invoices")) - listed_before < 24
     assert_sheets_match_cobot(daemon)
 

@@ -25,7 +25,8 @@ from aiohttp import web
 from syncd.core.metrics import Metrics
 from syncd.intake.receiver import ROUTE_NAME, build_receiver_app
 from syncd.sandbox.servers import ServerThread
-from syncd.store.database import DB_FILENAME, Store
+from syncd.store.database import Store
+from syncd.store.schema import DB_FILENAME
 from tests.fixtures_daemon import Daemon, MakeDaemon
 from tests.test_chaos import NO_RESYNC
 from tests.test_e2e_pipeline import by_url, fast_daemon, settle
@@ -195,7 +196,9 @@ def test_secret_check_compares_every_known_secret_in_constant_time(
 ) -> None:
     settings = make_settings(tmp_path)
     store = Store.open(settings.state_dir)
-    app = build_receiver_app(settings, store, Metrics(), on_stored=lambda: None)
+    app = build_receiver_app(
+        settings.webhook, settings.cobot, settings.sheets, store, Metrics(), on_stored=lambda: None
+    )
     handler = next(r.handler for r in app.router.routes() if r.name == ROUTE_NAME)
     receiver = handler.__self__  # type: ignore[attr-defined]
     known = {hashlib.sha256(s.encode()).digest() for s in (SECRET, PREVIOUS)}

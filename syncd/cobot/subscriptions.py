@@ -15,13 +15,13 @@ from __future__ import annotations
 
 import json
 import logging
-import sys
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
-from syncd.cobot.client import CobotClient, Subscription, SubscriptionExists, SubscriptionRejected
+from syncd.cobot.client import CobotClient, Subscription
+from syncd.cobot.errors import SubscriptionExists, SubscriptionRejected
 from syncd.config.settings import Secret, Settings, WebhookSettings
 from syncd.core.errors import CobotError
 from syncd.core.events import EVENTS
@@ -283,95 +283,3 @@ def _canonical(filters: Mapping[str, Any]) -> str:
         return str(value)
 
     return json.dumps(scalar_strings(filters), sort_keys=True)
-
-
-# --------------------------------------------------------------------------------------------
-# Command line
-# --------------------------------------------------------------------------------------------
-
-
-async def cli_list(settings: Settings) -> int:
-    """Print every subscription Cobot holds for the token, ours marked, secrets masked."""
-
-    async def show(client: CobotClient) -> int:
-        rows = await list_all(settings, client)
-        webhook = settings.webhook
-        table = [("ID", "EVENT", "ACTIVE", "OURS", "CALLBACK URL")]
-        table += [
-            (
-                s.id,
-                s.event,
-                _yes_no(s.active),
-                _yes_no(ours),
-                mask_callback(webhook, s.callback_url),
-            )
-            for s, ours in rows
-        ]
-        _print_table(table)
-        missing = _unsubscribed(settings, [s for s, ours in rows if ours])
-        if missing:
-            print(f"not subscribed (active, current secret) yet: {', '.join(missing)}")
-        return 0
-
-    return await _with_client(settings, show)
-
-
-async def cli_sync(settings: Settings) -> int:
-    """Reconcile now, print each change and the summary; 1 when an event failed."""
-
-    async def sync(client: CobotClient) -> int:
-        report = await reconcile(settings, client)
-        for action, subscriptions in (("created", report.created), ("deleted", report.deleted)):
-            for subscription in subscriptions:
-                print(describe_change(settings.webhook, action, subscription))
-        for error in report.errors:
-            print(f"error: {error}", file=sys.stderr)
-        print(report.summary())
-        return 1 if report.errors else 0
-
-    return await _with_client(settings, sync)
-
-
-async def cli_delete_all_ours(settings: Settings) -> int:
-    """Unsubscribe every callback URL of ours, e.g. before decommissioning the daemon."""
-
-    async def delete_all(client: CobotClient) -> int:
-        deleted = await delete_ours(settings, client)
-        for subscription in deleted:
-            print(describe_change(settings.webhook, "deleted", subscription))
-        print(f"subscriptions: {len(deleted)} deleted")
-        return 0
-
-    return await _with_client(settings, delete_all)
-
-
-async def _with_client(settings: Settings, action: Callable[[CobotClient], Awaitable[int]]) -> int:
-    """Run one CLI action against Cobot; a Cobot error becomes one line and exit code 1."""
-    try:
-        async with CobotClient(settings.cobot) as client:
-            return await action(client)
-    except CobotError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-
-
-def _unsubscribed(settings: Settings, ours: list[Subscription]) -> list[str]:
-    """Configured events without an active subscription at the current callback URL."""
-    active = {(s.event, s.callback_url) for s in ours if s.active}
-    return [
-        event
-        for event in settings.events
-        if (event, callback_url(settings.webhook, event)) not in active
-    ]
-
-
-def _yes_no(value: bool) -> str:
-    return "yes" if value else "no"
-
-
-def _print_table(rows: list[tuple[str, ...]]) -> None:
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    for row in rows:
-        print(
-            "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
-        )

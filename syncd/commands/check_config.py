@@ -7,18 +7,55 @@ install is fixed in one round instead of one error per restart.
 
 from __future__ import annotations
 
+import argparse
+import asyncio
+import sys
 from urllib.parse import urlsplit
 
 from syncd.cobot.client import CobotClient
 from syncd.cobot.subscriptions import MASK
-from syncd.config.settings import ConfigProblem, Settings
-from syncd.core.errors import SyncdError
+from syncd.commands.command import Command, add_config_option
+from syncd.config.loading import inspect_settings
+from syncd.config.settings import Settings
+from syncd.core.errors import ConfigProblem, SyncdError
 from syncd.intake.resources import is_loopback_host
-from syncd.sheets.writer import RetryPolicy, SheetsWriter
+from syncd.ops.logs import configure_logging
+from syncd.sheets.writer import SheetsWriter
 
 #: One retry is enough to ride out a blip; an unreachable service should not keep the user
 #: waiting through the daemon's long backoff.
 CHECK_ATTEMPTS = 2
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    add_config_option(parser)
+    parser.add_argument(
+        "--offline",
+        action="store_true",
+        help="only validate the file; contact neither Cobot nor Google",
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    """Every problem on stderr and exit 2, or the plan on stdout and exit 0."""
+    settings, problems = inspect_settings(args.config)
+    problems += offline_problems(settings)
+    if not args.offline:
+        configure_logging("error", "text", secrets=settings.secret_values())
+        problems += asyncio.run(online_problems(settings))
+    for problem in problems:
+        print(f"syncd: error: {problem.render(str(args.config))}", file=sys.stderr)
+    for note in [] if args.offline else skipped_checks(settings):
+        print(f"syncd: note: {note}", file=sys.stderr)
+    if problems:
+        return 2
+    print(
+        f"{args.config}: configuration is valid"
+        + ("" if args.offline else "; Cobot and Google Sheets accept the credentials")
+    )
+    for line in describe_plan(settings):
+        print(line)
+    return 0
 
 
 def describe_plan(settings: Settings) -> list[str]:
@@ -78,7 +115,7 @@ async def online_problems(settings: Settings) -> list[ConfigProblem]:
         except SyncdError as exc:
             problems.append(ConfigProblem("cobot.access_token", str(exc)))
     if _can_check_sheets(settings):
-        writer = SheetsWriter(settings.google, retry=RetryPolicy(attempts=CHECK_ATTEMPTS))
+        writer = SheetsWriter(settings.google, max_attempts=CHECK_ATTEMPTS)
         try:
             await writer.check_access()
         except SyncdError as exc:
@@ -94,3 +131,11 @@ def _can_check_cobot(settings: Settings) -> bool:
 
 def _can_check_sheets(settings: Settings) -> bool:
     return bool(settings.google.service_account_info and settings.google.spreadsheet_id)
+
+
+COMMAND = Command(
+    "check-config",
+    "Validate the config; unless --offline, also check Cobot and Google access.",
+    add_arguments,
+    run,
+)

@@ -2,8 +2,8 @@
 
 A change to the ``columns:`` of a worksheet is otherwise only checked once the daemon writes
 real rows. Preview maps a sample (a bundled one, a saved API answer or a webhook body) or a
-resource fetched read-only from Cobot with the daemon's own code (``syncd.mapping`` and the
-worker's ``sheet_row``), shows every header with the cell it gets, and warns about column
+resource fetched read-only from Cobot with the daemon's own code (``syncd.mapping.rows``,
+as the worker builds its rows), shows every header with the cell it gets, and warns about column
 paths that match nothing, which are most often typos. No sheet is touched.
 """
 
@@ -23,13 +23,15 @@ from typing import Any
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo
 
-from syncd.config.settings import Settings, SheetSettings, inspect_settings
+from syncd.commands.command import Command, add_config_option
+from syncd.config.loading import inspect_settings
+from syncd.config.settings import Settings, SheetSettings
 from syncd.core.errors import ConfigError, SyncdError, UsageError
 from syncd.core.events import EVENTS, RESOURCE_KINDS, embedded_resource, resource_kind_of_path
-from syncd.engine.worker import sheet_row
 from syncd.intake.resources import InvalidResourceURL, parse_resource_url, resource_url
 from syncd.mapping.cells import CellValue, deletion_stamp, missing_paths
 from syncd.mapping.display import display_cell
+from syncd.mapping.rows import sheet_row
 
 #: Config sections preview reads; problems elsewhere (Google, webhook) do not matter to it.
 _MAPPING_KEYS = ("sheets", "timezone")
@@ -54,16 +56,8 @@ class Payload:
 # -- command line ---------------------------------------------------------------------------
 
 
-def add_cli_arguments(parser: argparse.ArgumentParser) -> None:
-    """Options of ``syncd preview``."""
-    parser.add_argument(
-        "--config",
-        "-c",
-        required=True,
-        type=Path,
-        metavar="FILE",
-        help="the YAML config whose worksheets (sheets:) are previewed",
-    )
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    add_config_option(parser, "the YAML config whose worksheets (sheets:) are previewed")
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument(
         "--sample",
@@ -84,7 +78,7 @@ def add_cli_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def run_cli(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace) -> int:
     settings = preview_settings(args.config, with_cobot=args.url is not None)
     event = check_event(args.event)
     if args.url is not None:
@@ -348,3 +342,11 @@ def _leaf_paths(value: Any, prefix: str = "") -> Iterator[str]:
         yield from _leaf_paths(value[0], f"{prefix}0.")
     if prefix:
         yield prefix[:-1]
+
+
+COMMAND = Command(
+    "preview",
+    "Show the row the mapping makes from a sample or a Cobot URL; no sheet is touched.",
+    add_arguments,
+    run,
+)
