@@ -16,6 +16,7 @@ from typing import Any
 
 from syncd.config.settings import SheetSettings
 from syncd.mapping.cells import NUMBER_FORMATS, CellValue, Row
+from syncd.mapping.keys import resource_key
 from syncd.sheets.a1 import column_letters, quote_title
 
 
@@ -29,6 +30,9 @@ class Worksheet:
     column_count: int
     #: Row 1 as last read or written; tells which column to read as the key column.
     header: list[str] | None = None
+    #: The row below the key column's last value as last read or written. Every row from
+    #: here down is read with the key column, so new rows go below what people wrote there.
+    tail_start: int | None = None
 
     @classmethod
     def from_properties(cls, properties: Mapping[str, Any]) -> Worksheet:
@@ -43,23 +47,27 @@ class Worksheet:
 
 @dataclass(frozen=True)
 class Layout:
-    """Row 1 and the key column as read in this flush."""
+    """Row 1, the key column and what lies below it, as read just before a write."""
 
     #: Stripped header text -> 0-based column index (the first column wins on duplicates).
     columns: dict[str, int]
     #: The key column top-down as text; index 0 is row 1.
     key_cells: list[str]
+    #: The last row holding anything in any column (a person's totals row, a note), 1-based;
+    #: 0 when nothing was read below the key column's last value.
+    content_end: int = 0
 
 
 @dataclass(frozen=True)
 class Placement:
-    """Where each URL's row goes in this flush."""
+    """Where each URL's row goes in one write."""
 
     #: URL -> 1-based row number to write.
     targets: dict[str, int]
-    updated: int
-    appended: int
-    unchanged: int
+    #: URLs not in the key column: their rows are new, below every row with content.
+    new: frozenset[str]
+    #: URLs left out: found but only wanted if missing, or missing but only wanted if found.
+    skipped: frozenset[str]
     #: URL -> every row holding it, for URLs found more than once.
     duplicates: dict[str, list[int]]
 
@@ -77,43 +85,47 @@ def check_headers(sheet: SheetSettings, rows: Mapping[str, Row]) -> None:
 
 
 def place(
-    key_cells: list[str], urls: Collection[str], only_if_missing: Collection[str]
+    layout: Layout,
+    urls: Collection[str],
+    only_if_missing: Collection[str],
+    only_if_present: Collection[str] = (),
 ) -> Placement:
     """Decide the row of every URL from the key column as read.
 
-    A URL is matched against each key cell's stripped text; cells holding anything else are
-    ignored. New rows go after the last non-empty cell of the key column, not after the last
-    used row of the sheet: rows below that hold only a user's own notes are written into
-    (in the daemon's columns only), rather than pushing the table ever further down.
+    A URL is matched against each key cell as a Cobot resource (``resource_key``: scheme,
+    host case and a trailing slash do not matter); cells holding anything else are ignored.
+    New rows go below the last row holding anything at all, so a row a person wrote below the
+    table (a totals row, a note) is never written into, and rows without a URL stay
+    where they are, untouched.
     """
-    wanted = set(urls)
+    wanted = {resource_key(url): url for url in urls}
     found: dict[str, int] = {}
     duplicates: dict[str, list[int]] = {}
-    last_used = 1
-    for number, cell in enumerate(key_cells, start=1):
-        text = cell.strip()
-        if not text:
+    last_used = max(1, layout.content_end)
+    for number, cell in enumerate(layout.key_cells, start=1):
+        if not cell.strip():
             continue
-        last_used = number
-        if number == 1 or text not in wanted:
+        last_used = max(last_used, number)
+        text = wanted.get(resource_key(cell), "")
+        if number == 1 or not text:
             continue
         if text in found:
             duplicates.setdefault(text, [found[text]]).append(number)
         else:
             found[text] = number
     targets: dict[str, int] = {}
-    updated = appended = unchanged = 0
+    new: set[str] = set()
+    skipped: set[str] = set()
     for url in urls:
-        if url in found and url in only_if_missing:
-            unchanged += 1
+        if url in (only_if_missing if url in found else only_if_present):
+            skipped.add(url)
         elif url in found:
             targets[url] = found[url]
-            updated += 1
         else:
             last_used += 1
             targets[url] = last_used
-            appended += 1
-    return Placement(targets, updated, appended, unchanged, duplicates)
+            new.add(url)
+    return Placement(targets, frozenset(new), frozenset(skipped), duplicates)
 
 
 def value_ranges(
@@ -122,17 +134,18 @@ def value_ranges(
     layout: Layout,
     targets: Mapping[str, int],
     rows: Mapping[str, Row],
-) -> list[dict[str, Any]]:
-    """One ``ValueRange`` per contiguous run of given cells per row, in row order.
+) -> list[tuple[str, list[dict[str, Any]]]]:
+    """Each URL with its ``ValueRange``s, one per contiguous run of given cells, in row order.
 
     Runs stop at any column the daemon does not write in this row, so a user's column between
     two of ours is never overwritten. The key cell is always written, so a new row has it.
     """
     quoted = quote_title(title)
-    data: list[dict[str, Any]] = []
+    groups: list[tuple[str, list[dict[str, Any]]]] = []
     for url, number in sorted(targets.items(), key=itemgetter(1)):
         cells = {**rows[url], key_column: url}
         placed = sorted(((layout.columns[h], v) for h, v in cells.items()), key=itemgetter(0))
+        data = []
         for first, values in _runs(placed):
             last = column_letters(first + len(values))
             data.append(
@@ -141,7 +154,8 @@ def value_ranges(
                     "values": [values],
                 }
             )
-    return data
+        groups.append((url, data))
+    return groups
 
 
 def _runs(placed: list[tuple[int, CellValue]]) -> Iterator[tuple[int, list[CellValue]]]:
@@ -159,21 +173,25 @@ def _runs(placed: list[tuple[int, CellValue]]) -> Iterator[tuple[int, list[CellV
         yield start, values
 
 
-def chunks(
-    data: list[dict[str, Any]], max_bytes: int, max_ranges: int
-) -> Iterator[list[dict[str, Any]]]:
-    """Split value ranges into requests of bounded size; each stays idempotent on retry."""
-    chunk: list[dict[str, Any]] = []
+def first_chunk(
+    groups: list[tuple[str, list[dict[str, Any]]]], max_bytes: int, max_ranges: int
+) -> tuple[list[str], list[dict[str, Any]]]:
+    """The URLs and value ranges of the next request of bounded size (at least one row).
+
+    Only the first request is built: the rows of the next one are placed again from a fresh
+    read, since people may sort or insert rows while this one is sent.
+    """
+    urls: list[str] = []
+    data: list[dict[str, Any]] = []
     size = 0
-    for item in data:
-        item_size = len(json.dumps(item))
-        if chunk and (size + item_size > max_bytes or len(chunk) >= max_ranges):
-            yield chunk
-            chunk, size = [], 0
-        chunk.append(item)
-        size += item_size
-    if chunk:
-        yield chunk
+    for url, ranges in groups:
+        group_size = sum(len(json.dumps(item)) for item in ranges)
+        if urls and (size + group_size > max_bytes or len(data) + len(ranges) > max_ranges):
+            break
+        urls.append(url)
+        data.extend(ranges)
+        size += group_size
+    return urls, data
 
 
 def header_index(header: list[str]) -> dict[str, int]:
@@ -229,6 +247,37 @@ def date_formats(
         for column, kind in typed
         if end_row > start_row
     ]
+
+
+def format_repairs(
+    sheet_id: int,
+    typed: list[tuple[int, str]],
+    grids: list[Mapping[str, Any]],
+    start_row: int,
+    end_row: int,
+) -> list[dict[str, Any]]:
+    """``repeatCell`` requests for the rows of date columns whose cells lack the column's type.
+
+    ``grids`` are the number formats read of each column of ``typed`` over the rows from
+    ``start_row`` to ``end_row`` (0-based, end excluded). A cell whose format already has the
+    column's type keeps it, so a person's own date pattern stays.
+    """
+    requests: list[dict[str, Any]] = []
+    for (column, kind), grid in zip(typed, grids, strict=True):
+        wanted = NUMBER_FORMATS[kind]["type"]
+        rows = grid.get("rowData", [])
+        run_start: int | None = None
+        for index in range(start_row, end_row + 1):
+            offset = index - start_row
+            values = rows[offset].get("values", []) if offset < len(rows) else []
+            number_format = (values[0] if values else {}).get("userEnteredFormat", {})
+            right = index == end_row or number_format.get("numberFormat", {}).get("type") == wanted
+            if not right and run_start is None:
+                run_start = index
+            elif right and run_start is not None:
+                requests += date_formats(sheet_id, [(column, kind)], run_start, index)
+                run_start = None
+    return requests
 
 
 def header_cells(sheet_id: int, start_column: int, headers: list[str]) -> dict[str, Any]:

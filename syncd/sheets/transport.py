@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
@@ -21,7 +21,7 @@ from typing import Any, Protocol, TypeVar
 import gspread
 import requests
 from google.auth import exceptions as auth_exceptions
-from gspread.http_client import HTTPClient
+from gspread.http_client import HTTPClient, ParamsType
 
 from syncd.config.settings import GoogleSettings
 from syncd.core.budget import RequestBudget
@@ -40,11 +40,15 @@ from syncd.sheets.errors import (
 log = logging.getLogger("syncd.sheets")
 
 T = TypeVar("T")
+#: Builds an attempt's request just before it is sent (see ``SheetsTransport._request``).
+Prepare = Callable[[], Awaitable[Callable[[HTTPClient], T]]]
 
 CONNECT_TIMEOUT_SECONDS = 10.0
 #: Half jitter: retries of several flushes spread out without waiting needlessly long.
 DEFAULT_BACKOFF = Backoff(base_seconds=1.0, max_seconds=32.0, jitter=0.5)
 DEFAULT_ATTEMPTS = 6
+#: The one field ``number_formats`` asks for: a cell's number format type.
+_FORMAT_FIELDS = "sheets(data(rowData(values(userEnteredFormat(numberFormat(type))))))"
 
 
 class ClientFactory(Protocol):
@@ -78,6 +82,9 @@ class RequestTally:
     sheet: str
     reads: int = 0
     writes: int = 0
+    #: At most this many attempts per request (None: the transport's own): a read that
+    #: only saves time is not worth retrying.
+    max_attempts: int | None = None
 
     def count(self, op: _Op) -> None:
         if op.write:
@@ -121,7 +128,20 @@ class SheetsTransport:
 
     async def metadata(self, tally: RequestTally) -> Mapping[str, Any]:
         """``spreadsheets.get``: the spreadsheet's title and its worksheets' grids (1 read)."""
-        return await self._request(_GET, lambda http: http.fetch_sheet_metadata(self._id), tally)
+        return await self._request(
+            _GET, _ready(lambda http: http.fetch_sheet_metadata(self._id)), tally
+        )
+
+    async def number_formats(
+        self, ranges: list[str], tally: RequestTally
+    ) -> list[Mapping[str, Any]]:
+        """``spreadsheets.get`` of the number format of every cell in ``ranges`` (1 read):
+        one GridData per range, in order, its ``rowData`` ending at the last row listed."""
+        params: ParamsType = {"ranges": ranges, "fields": _FORMAT_FIELDS}
+        response = await self._request(
+            _GET, _ready(lambda http: http.fetch_sheet_metadata(self._id, params=params)), tally
+        )
+        return [grid for sheet in response.get("sheets", []) for grid in sheet.get("data", [])]
 
     async def batch_get_columns(
         self, ranges: list[str], tally: RequestTally
@@ -130,7 +150,7 @@ class SheetsTransport:
         params = {"majorDimension": "COLUMNS"}
         response = await self._request(
             _BATCH_GET,
-            lambda http: http.values_batch_get(self._id, ranges, params=dict(params)),
+            _ready(lambda http: http.values_batch_get(self._id, ranges, params=dict(params))),
             tally,
         )
         return [value_range.get("values", []) for value_range in response.get("valueRanges", [])]
@@ -138,14 +158,26 @@ class SheetsTransport:
     async def batch_update(self, requests: list[dict[str, Any]], tally: RequestTally) -> None:
         """One ``spreadsheets:batchUpdate`` (1 write), applied by Google all or nothing."""
         body = {"requests": requests}
-        await self._request(_BATCH_UPDATE, lambda http: http.batch_update(self._id, body), tally)
-
-    async def write_values(self, data: list[dict[str, Any]], tally: RequestTally) -> None:
-        """One ``values:batchUpdate`` (1 write) of value ranges, stored as given (RAW)."""
-        body = {"valueInputOption": "RAW", "data": data}
         await self._request(
-            _VALUES_UPDATE, lambda http: http.values_batch_update(self._id, body), tally
+            _BATCH_UPDATE, _ready(lambda http: http.batch_update(self._id, body)), tally
         )
+
+    async def write_values(
+        self, prepare: Callable[[], Awaitable[list[dict[str, Any]]]], tally: RequestTally
+    ) -> None:
+        """One ``values:batchUpdate`` (1 write) of the value ranges ``prepare`` returns, stored
+        as given (RAW).
+
+        ``prepare`` runs before every attempt, retries included: rows are addressed by their
+        position, and a person may sort or insert rows while a retry waits, so each attempt
+        is placed from what the sheet holds just before it is sent.
+        """
+
+        async def request() -> Callable[[HTTPClient], Any]:
+            body = {"valueInputOption": "RAW", "data": await prepare()}
+            return lambda http: http.values_batch_update(self._id, body)
+
+        await self._request(_VALUES_UPDATE, request, tally)
 
     def close(self) -> None:
         """Stop the worker thread without waiting for it.
@@ -161,18 +193,21 @@ class SheetsTransport:
 
     # -- retries -------------------------------------------------------------------------
 
-    async def _request(self, op: _Op, call: Callable[[HTTPClient], T], tally: RequestTally) -> T:
+    async def _request(self, op: _Op, prepare: Prepare[T], tally: RequestTally) -> T:
         """Run one API request, retrying the failures whose action is RETRY.
+
+        ``prepare`` gives each attempt its call, before the attempt takes its budget slot.
 
         Every attempt first takes a slot of the read or write budget, so retries count
         against the quota like any request. After a 429 the whole budget pauses for the
         backoff, holding back the other flushes too.
         """
         budget = self._write_budget if op.write else self._read_budget
-        attempts = self._max_attempts
+        attempts = tally.max_attempts or self._max_attempts
         attempt = 0
         while True:
             attempt += 1
+            call = await prepare()
             await budget.acquire()
             tally.count(op)
             try:
@@ -252,6 +287,15 @@ class SheetsTransport:
     def _close_session(self) -> None:
         if self._http is not None:
             self._http.session.close()
+
+
+def _ready(call: Callable[[HTTPClient], T]) -> Prepare[T]:
+    """A request that is the same at every attempt."""
+
+    async def prepare() -> Callable[[HTTPClient], T]:
+        return call
+
+    return prepare
 
 
 def _retry_after(exc: Exception) -> float | None:

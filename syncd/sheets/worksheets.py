@@ -1,10 +1,11 @@
 """The worksheets of one spreadsheet as the writer knows them, kept in repair.
 
 Grid metadata (ids, titles, sizes) is cached between flushes, so the steady state reads none;
-row 1 and the key column are read fresh in every flush, because people move columns and
-rename headers. What people broke is repaired here: a missing worksheet or header is created
-again, a cleared key header is restored over the column that still holds the keys, and the
-grid grows before a write would pass its end. Each repair is reported with the upsert.
+row 1, the key column and the rows below it are read fresh before every write, because people
+move columns, sort and rename headers. What people broke is repaired here: a missing worksheet
+or header is created again, a cleared key header is restored over the column that still holds
+the keys, date columns get back their number format, and the grid grows before a write would
+pass its end. Each repair is reported with the upsert.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from syncd.sheets.planning import (
     append_dimension,
     cell_text,
     date_formats,
+    format_repairs,
     header_cells,
     header_index,
     typed_columns,
@@ -42,11 +44,30 @@ MIN_ROW_GROWTH = 100
 MAX_LAYOUT_READS = 3
 
 
+@dataclass(frozen=True)
+class _Tail:
+    """The rows from ``start`` down, as read column by column."""
+
+    start: int
+    columns: list[list[Any]]
+
+
+def _tail_range(worksheet: Worksheet, start: int) -> str:
+    """Every column of every row from ``start`` down.
+
+    The columns end at the grid's width as last read: Google refuses a range that names a
+    column beyond the grid, for reads too; a grid that shrank since is re-read after the 400.
+    """
+    return f"{quote_title(worksheet.title)}!A{start}:{column_letters(worksheet.column_count)}"
+
+
 @dataclass
 class FlushStats(RequestTally):
     """Requests and repairs of one upsert, for its report and log line."""
 
     repairs: list[str] = field(default_factory=list)
+    #: Owned headers re-created at the end of row 1 in this upsert.
+    recreated: list[str] = field(default_factory=list)
 
     def repair(self, message: str) -> None:
         self.repairs.append(message)
@@ -103,6 +124,7 @@ class Worksheets:
             known = previous.get(key)
             if known is not None and known.sheet_id == worksheet.sheet_id:
                 worksheet.header = known.header
+                worksheet.tail_start = known.tail_start
             self._known[key] = worksheet
         return str(metadata.get("properties", {}).get("title", ""))
 
@@ -120,6 +142,7 @@ class Worksheets:
             row_count=NEW_SHEET_ROWS,
             column_count=max(NEW_SHEET_COLUMNS, len(headers)),
             header=headers,
+            tail_start=2,
         )
         typed = typed_columns(sheet, {h: i for i, h in enumerate(headers)})
         await self._transport.batch_update(
@@ -146,24 +169,30 @@ class Worksheets:
     async def read_layout(
         self, sheet: SheetSettings, worksheet: Worksheet, keys: Collection[str], stats: FlushStats
     ) -> Layout:
-        """Read row 1 and the key column in one request, repairing the header row if needed.
+        """Read row 1, the key column and the rows below it in one request, repairing the
+        header row if needed.
 
         The key column is read where the header known from the last flush puts it; if row 1
         now shows it elsewhere (a user moved it) or it had to be re-created, the read is
-        repeated at the right column. The steady state is exactly one read.
+        repeated at the right column. The rows below the key column's last value are read
+        from where it ended last time; only when that is not known yet, or the column got
+        shorter, are they read once more. The steady state is exactly one read.
         """
         for _ in range(MAX_LAYOUT_READS):
             known = header_index(worksheet.header or [])
             wanted = known.get(sheet.key_column)
-            header, key_cells = await self._read_header_and_keys(worksheet, wanted, stats)
+            header, key_cells, tail = await self._read_header_and_keys(worksheet, wanted, stats)
             if sheet.key_column not in header_index(header):
                 header = await self._restore_key_header(sheet, worksheet, header, keys, stats)
             header = await self._add_missing_headers(sheet, worksheet, header, stats)
-            worksheet.header = header
             columns = header_index(header)
+            if header != worksheet.header:
+                await self._restore_formats(sheet, worksheet, columns, stats)
+            worksheet.header = header
             found = columns[sheet.key_column]
             if found == wanted:
-                return Layout(columns, key_cells)
+                content_end = await self._content_end(worksheet, key_cells, tail, stats)
+                return Layout(columns, key_cells, content_end)
             if wanted is not None:
                 log.info(
                     "%s: key column %r moved from %s to %s",
@@ -178,18 +207,42 @@ class Worksheets:
 
     async def _read_header_and_keys(
         self, worksheet: Worksheet, key_column: int | None, stats: FlushStats
-    ) -> tuple[list[str], list[str]]:
-        """One ``values:batchGet`` (1 read) of row 1 and, when known, the key column."""
+    ) -> tuple[list[str], list[str], _Tail | None]:
+        """One ``values:batchGet`` (1 read) of row 1 and, when known, the key column and the
+        rows below its last value as last read."""
         title = quote_title(worksheet.title)
         ranges = [f"{title}!1:1"]
+        tail_start = worksheet.tail_start
         if key_column is not None:
             letters = column_letters(key_column + 1)
             ranges.append(f"{title}!{letters}:{letters}")
+            if tail_start is not None and tail_start <= worksheet.row_count:
+                ranges.append(_tail_range(worksheet, tail_start))
         read = await self._transport.batch_get_columns(ranges, stats)
         columns = read[0] if read else []
         header = [cell_text(column[0]) if column else "" for column in columns]
         keys = read[1] if len(read) > 1 else []
-        return header, [cell_text(cell) for cell in (keys[0] if keys else [])]
+        tail = _Tail(tail_start, read[2]) if len(read) > 2 and tail_start else None
+        return header, [cell_text(cell) for cell in (keys[0] if keys else [])], tail
+
+    async def _content_end(
+        self, worksheet: Worksheet, key_cells: list[str], tail: _Tail | None, stats: FlushStats
+    ) -> int:
+        """The last row holding anything below the key column's last value (0 if none).
+
+        Reads the rows below again (1 read) only when the read did not cover them all.
+        """
+        start = used_length(key_cells) + 1
+        worksheet.tail_start = start
+        if start > worksheet.row_count:
+            return 0
+        if tail is None or tail.start > start:
+            read = await self._transport.batch_get_columns([_tail_range(worksheet, start)], stats)
+            tail = _Tail(start, read[0] if read else [])
+        height = max(
+            (used_length([cell_text(c) for c in column]) for column in tail.columns), default=0
+        )
+        return tail.start + height - 1 if height else 0
 
     async def _restore_key_header(
         self,
@@ -258,10 +311,38 @@ class Worksheets:
         typed = typed_columns(sheet, added)
         requests.extend(date_formats(worksheet.sheet_id, typed, 1, worksheet.row_count))
         await self._transport.batch_update(requests, stats)
+        stats.recreated.extend(missing)
         worksheet.column_count = max(worksheet.column_count, len(new_header))
         where = ", ".join(f"{h!r} in {column_letters(i + 1)}" for h, i in added.items())
         stats.repair(f"added missing header(s): {where}")
         return new_header
+
+    async def _restore_formats(
+        self, sheet: SheetSettings, worksheet: Worksheet, columns: dict[str, int], stats: FlushStats
+    ) -> None:
+        """Give date columns their number format wherever their cells lack it (1 read; 1 write
+        when a repair is due).
+
+        Done whenever row 1 reads differently from what this process knew (so at least once
+        per process and worksheet): headers a person made, a column moved, re-created or
+        configured with another type. Without it date cells show as plain serial numbers.
+        """
+        typed = typed_columns(sheet, columns)
+        if not typed or worksheet.row_count < 2:
+            return
+        title = quote_title(worksheet.title)
+        ranges = [
+            f"{title}!{column_letters(c + 1)}2:{column_letters(c + 1)}{worksheet.row_count}"
+            for c, _ in typed
+        ]
+        grids = await self._transport.number_formats(ranges, stats)
+        requests = format_repairs(worksheet.sheet_id, typed, grids, 1, worksheet.row_count)
+        if not requests:
+            return
+        await self._transport.batch_update(requests, stats)
+        repaired = {r["repeatCell"]["range"]["startColumnIndex"] for r in requests}
+        names = [h for h, c in columns.items() if c in repaired]
+        stats.repair(f"restored the date format of {', '.join(map(repr, names))}")
 
     # -- grid growth ---------------------------------------------------------------------
 

@@ -3,7 +3,8 @@
 Google allows 60 reads and 60 writes per minute per service account and counts a batch as one
 request, so one flush of a worksheet costs, whatever the number of rows:
 
-1. one read: ``values:batchGet`` of row 1 and the key column (column-major);
+1. one read: ``values:batchGet`` of row 1, the key column and the rows below its last value
+   (column-major);
 2. one write: ``values:batchUpdate`` (RAW) with one range per contiguous run of cells per row.
 
 Only when the grid must grow does a ``spreadsheets:batchUpdate`` (``appendDimension`` plus the
@@ -14,9 +15,19 @@ or the key column's position was not known yet.
 
 People share these worksheets: they sort rows, move and insert columns, add columns of their
 own. So every column is found by its header text in row 1 and every row by its URL in the key
-column, both read fresh in each flush; only cells the caller gives are written, never a cell of
-a column the daemon does not own. Each write addresses fixed rows and is therefore idempotent,
-which is what makes retrying it safe (``values.append`` is not, and is never used).
+column, both read fresh before every request and every retry of one (a sort while a retry
+waits must not send a row into another's; ``read_ahead`` below is the one bounded exception);
+only cells the caller gives are written, never a cell of a column the daemon does not own, and
+new rows go below any row holding anything.
+A column the daemon owns that a person deleted comes back filled from the stored rows. Each
+write addresses fixed rows and is therefore idempotent, which is what makes retrying it safe
+(``values.append`` is not, and is never used).
+
+A lone change should cost about one Cobot GET and one Sheets write, so a caller may have the
+layout read while it fetches (``read_ahead``), under the worksheet's lock. The first request
+of the next upsert is placed from that read only when no daemon process held the lock in
+between (the lock counts its turns) and it is at most ``READ_AHEAD_SECONDS`` old; every other
+request and every retry reads afresh (docs/reliability.md, "the row-position rule").
 
 This module orchestrates one upsert: ``worksheets`` keeps each worksheet's grid and header
 in repair, ``planning`` decides where every cell goes and ``transport`` sends the requests.
@@ -26,29 +37,40 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import time
-from collections.abc import Collection, Mapping
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Mapping
+from contextvars import ContextVar
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from syncd.config.settings import GoogleSettings, SheetSettings
 from syncd.core.budget import RequestBudget
+from syncd.core.errors import SyncdError
 from syncd.core.metrics import Metrics
 from syncd.core.retry import Backoff
 from syncd.mapping.cells import Row
 from syncd.sheets.auth import gspread_client
 from syncd.sheets.errors import SheetsRequestError
-from syncd.sheets.planning import Placement, check_headers, chunks, place, value_ranges
+from syncd.sheets.planning import Layout, Worksheet, check_headers, first_chunk, place, value_ranges
 from syncd.sheets.transport import DEFAULT_ATTEMPTS, DEFAULT_BACKOFF, ClientFactory, SheetsTransport
 from syncd.sheets.worksheets import FlushStats, Worksheets
 from syncd.store.filelock import file_lock
+from syncd.store.rows import RowState
 
 log = logging.getLogger("syncd.sheets")
 
 #: Google recommends payloads under 2 MB; stay well below, counting the JSON we send.
 MAX_WRITE_BYTES = 1_000_000
 MAX_RANGES_PER_WRITE = 5_000
+#: Oldest a layout read ahead may be when the write it places is prepared: a person's sort
+#: in that time is the same risk as in the round trip between any read and its write.
+READ_AHEAD_SECONDS = 2.0
+
+#: A worksheet's title -> the state of every row written there, with its cells.
+StoredRows = Callable[[str], Awaitable[Mapping[str, RowState]]]
 
 
 @dataclass(frozen=True)
@@ -77,6 +99,62 @@ class UpsertReport:
     duration: float
 
 
+@dataclass(frozen=True)
+class _ReadAhead:
+    """A layout read under the worksheet's lock for the next upsert's first request."""
+
+    worksheet: Worksheet
+    layout: Layout
+    stats: FlushStats
+    #: The lock's turn the read was made in.
+    turn: int
+    read_at: float
+
+
+class _NothingLeft(Exception):
+    """The fresh read found every remaining row already in place: nothing to send."""
+
+
+@dataclass
+class _Progress:
+    """What one upsert has written so far, and what is left to write."""
+
+    pending: dict[str, Row]
+    only_if_missing: set[str]
+    #: Rows whose re-created columns are refilled: written only where they are found.
+    refill: set[str] = field(default_factory=set)
+    #: Whether the rows of re-created columns were looked up already.
+    refill_planned: bool = False
+    #: URL -> (row, whether the row is new) of the request being sent.
+    sending: dict[str, tuple[int, bool]] = field(default_factory=dict)
+    #: URL -> the row it was written to.
+    written: dict[str, int] = field(default_factory=dict)
+    #: The keys in the key column as last read.
+    keys: frozenset[str] = frozenset()
+    updated: int = 0
+    appended: int = 0
+    unchanged: int = 0
+
+    def skip(self, urls: Collection[str]) -> None:
+        """Rows left alone: found but wanted only if missing (counted unchanged), or refills
+        of rows no longer in the sheet."""
+        for url in urls:
+            del self.pending[url]
+            self.unchanged += url not in self.refill
+
+    def sent(self) -> int:
+        """The request being sent succeeded; returns the last row it wrote."""
+        for url, (number, new) in self.sending.items():
+            del self.pending[url]
+            self.written[url] = number
+            if url not in self.refill:
+                self.appended += new
+                self.updated += not new
+        last = max((number for number, _ in self.sending.values()), default=0)
+        self.sending = {}
+        return last
+
+
 class SheetsWriter:
     """Writes rows into the worksheets of one spreadsheet; one instance per spreadsheet."""
 
@@ -91,22 +169,39 @@ class SheetsWriter:
         max_attempts: int = DEFAULT_ATTEMPTS,
         backoff: Backoff = DEFAULT_BACKOFF,
         lock_path: Path | None = None,
+        stored_rows: StoredRows | None = None,
     ) -> None:
         self._metrics = metrics or Metrics()
+        self._budgets = (
+            read_budget or RequestBudget(settings.read_requests_per_minute),
+            write_budget or RequestBudget(settings.write_requests_per_minute),
+        )
         self._transport = SheetsTransport(
             settings,
             self._metrics,
-            read_budget=read_budget or RequestBudget(settings.read_requests_per_minute),
-            write_budget=write_budget or RequestBudget(settings.write_requests_per_minute),
+            read_budget=self._budgets[0],
+            write_budget=self._budgets[1],
             client_factory=client_factory,
             max_attempts=max_attempts,
             backoff=backoff,
         )
         self._worksheets = Worksheets(self._transport)
         self._sheet_locks: dict[str, asyncio.Lock] = {}
+        #: The worksheets whose lock the current task holds (see ``locked``).
+        self._held: ContextVar[frozenset[str]] = ContextVar("held", default=frozenset())
         #: Locked around every upsert when set, so that another process writing this
         #: spreadsheet (the daemon, `syncd backfill`) cannot append the same URL meanwhile.
         self._lock_path = lock_path
+        #: Turns of the lock taken in this process (counted in the lock file when there is
+        #: one, so that other processes' turns count too), and the turn each held lock is in.
+        self._turns = 0
+        self._turn_of: dict[str, int] = {}
+        self._ahead: dict[str, _ReadAhead] = {}
+        #: The rows last written in a worksheet, to refill the columns a person deleted.
+        self._stored_rows = stored_rows
+        #: Re-created columns not refilled yet, by casefolded title: an upsert that failed
+        #: after re-creating them leaves the refill to the next one.
+        self._refills_owed: dict[str, set[str]] = {}
 
     # -- public API ----------------------------------------------------------------------
 
@@ -124,28 +219,69 @@ class SheetsWriter:
         """Write ``rows`` (URL -> the cells to write) into ``sheet``, one row per URL.
 
         A URL already in the key column has its given cells overwritten in place; any other URL
-        is appended after the last non-empty cell of the key column. URLs in
+        is appended below the last row holding anything, so no row with content is ever
+        written into. URLs in
         ``only_if_missing`` are appended when absent and otherwise left alone, so a row a user
         deleted comes back without rewriting unchanged rows.
         """
         check_headers(sheet, rows)
         started = time.monotonic()
         stats = FlushStats(sheet=sheet.title)
-        placement = Placement({}, 0, 0, 0, {})
+        progress = _Progress({}, set())
         if rows:
-            async with self._sheet_lock(sheet.title), self._process_lock():
-                placement = await self._upsert_with_refresh(sheet, rows, only_if_missing, stats)
+            async with self.locked(sheet.title):
+                progress = await self._upsert_with_refresh(sheet, rows, only_if_missing, stats)
         report = UpsertReport(
             sheet=sheet.title,
-            updated=placement.updated,
-            appended=placement.appended,
-            unchanged=placement.unchanged,
+            updated=progress.updated,
+            appended=progress.appended,
+            unchanged=progress.unchanged,
             requests=RequestCount(stats.reads, stats.writes),
             repairs=tuple(stats.repairs),
             duration=time.monotonic() - started,
         )
         self._record(report)
         return report
+
+    def request_budgets(self) -> tuple[RequestBudget, ...]:
+        """The read and write budgets, by which the worker paces its flushes."""
+        return self._budgets
+
+    async def read_ahead(self, sheet: SheetSettings, urls: Collection[str]) -> None:
+        """Read the worksheet's layout now, for the next upsert's first request (see the
+        module's docstring); a failure here is left to that upsert, which then reads itself."""
+        stats = FlushStats(sheet=sheet.title, max_attempts=1)
+        try:
+            async with self.locked(sheet.title):
+                worksheet = await self._worksheets.get(sheet, stats)
+                layout = await self._worksheets.read_layout(sheet, worksheet, urls, stats)
+                turn = self._turn_of[sheet.title.casefold()]
+                read = _ReadAhead(worksheet, layout, stats, turn, time.monotonic())
+                self._ahead[sheet.title.casefold()] = read
+        except SyncdError as exc:
+            log.info("%s: reading ahead failed (%s); the write reads itself", sheet.title, exc)
+
+    @contextlib.asynccontextmanager
+    async def locked(self, title: str) -> AsyncIterator[None]:
+        """Hold the worksheet's lock, in this process and against any other writing this
+        spreadsheet; upserts inside do not take it again.
+
+        A caller that reads row states, decides the rows, writes them and saves the states
+        holds it around all four, so no other writer's decision can fall in between.
+        """
+        key = title.casefold()
+        if key in self._held.get():
+            yield
+            return
+        async with self._sheet_lock(title), self._process_lock() as turn:
+            self._turns += 1
+            self._turn_of[key] = turn if turn is not None else self._turns
+            token = self._held.set(self._held.get() | {key})
+            try:
+                yield
+            finally:
+                self._held.reset(token)
+                del self._turn_of[key]
 
     def close(self) -> None:
         """Stop the request thread without waiting for a request in flight."""
@@ -159,7 +295,7 @@ class SheetsWriter:
         rows: Mapping[str, Row],
         only_if_missing: Collection[str],
         stats: FlushStats,
-    ) -> Placement:
+    ) -> _Progress:
         """Upsert; after a 400, forget the cached grid and try once more.
 
         A 400 mostly means the cached metadata went stale: the worksheet was renamed or
@@ -178,30 +314,120 @@ class SheetsWriter:
         rows: Mapping[str, Row],
         only_if_missing: Collection[str],
         stats: FlushStats,
-    ) -> Placement:
+    ) -> _Progress:
+        """Write the rows in requests of bounded size, each placed from a read just before it.
+
+        The common case is one read and one write; a large upsert reads again before each
+        further request, and a retried request reads again before each attempt.
+        """
         worksheet = await self._worksheets.get(sheet, stats)
-        layout = await self._worksheets.read_layout(sheet, worksheet, rows.keys(), stats)
-        placement = place(layout.key_cells, rows, only_if_missing)
-        for url, numbers in placement.duplicates.items():
-            log.warning(
-                "%s: %s is in rows %s; updated row %d only",
-                sheet.title,
-                url,
-                ", ".join(map(str, numbers)),
-                numbers[0],
-            )
-        await self._worksheets.grow_rows(sheet, worksheet, layout, placement.last_row, stats)
-        data = value_ranges(worksheet.title, sheet.key_column, layout, placement.targets, rows)
-        for chunk in chunks(data, MAX_WRITE_BYTES, MAX_RANGES_PER_WRITE):
-            await self._transport.write_values(chunk, stats)
-        stripped = (cell.strip() for cell in layout.key_cells[1:])
-        self._worksheets.remember_keys(sheet.title, frozenset(filter(None, stripped)) | set(rows))
+        progress = _Progress(dict(rows), set(only_if_missing))
+        while progress.pending:
+            prepare = functools.partial(self._next_request, sheet, worksheet, progress, stats)
+            try:
+                await self._transport.write_values(prepare, stats)
+            except _NothingLeft:
+                break
+            last_row = progress.sent()
+            worksheet.tail_start = max(worksheet.tail_start or 0, last_row + 1)
+        self._refills_owed.pop(sheet.title.casefold(), None)
+        self._worksheets.remember_keys(sheet.title, progress.keys | set(rows))
         # Rows the caller had written before and expected here: someone deleted them.
-        restored = [url for url in only_if_missing if url in placement.targets]
+        restored = [
+            url for url in only_if_missing if url in progress.written and url not in progress.refill
+        ]
         if restored:
             shown = ", ".join(restored[:3]) + (", ..." if len(restored) > 3 else "")
             stats.repair(f"re-created {len(restored)} row(s) missing from the sheet: {shown}")
-        return placement
+        return progress
+
+    async def _next_request(
+        self, sheet: SheetSettings, worksheet: Worksheet, progress: _Progress, stats: FlushStats
+    ) -> list[dict[str, Any]]:
+        """Read the layout and return the value ranges of the next request of the upsert."""
+        layout = await self._layout(sheet, worksheet, progress, stats)
+        progress.keys = frozenset(filter(None, (cell.strip() for cell in layout.key_cells[1:])))
+        owed = self._refills_owed.setdefault(sheet.title.casefold(), set())
+        owed.update(stats.recreated)
+        if owed and not progress.refill_planned:
+            progress.refill_planned = True
+            await self._refill(sheet, progress, owed, stats)
+        placement = place(layout, progress.pending, progress.only_if_missing, progress.refill)
+        progress.skip(placement.skipped)
+        if not placement.targets:
+            raise _NothingLeft
+        await self._worksheets.grow_rows(sheet, worksheet, layout, placement.last_row, stats)
+        groups = value_ranges(
+            worksheet.title, sheet.key_column, layout, placement.targets, progress.pending
+        )
+        urls, data = first_chunk(groups, MAX_WRITE_BYTES, MAX_RANGES_PER_WRITE)
+        for url in urls:
+            if url in placement.duplicates:
+                numbers = placement.duplicates[url]
+                log.warning(
+                    "%s: %s is in rows %s; updated row %d only",
+                    sheet.title,
+                    url,
+                    ", ".join(map(str, numbers)),
+                    numbers[0],
+                )
+        progress.sending = {url: (placement.targets[url], url in placement.new) for url in urls}
+        return data
+
+    async def _layout(
+        self, sheet: SheetSettings, worksheet: Worksheet, progress: _Progress, stats: FlushStats
+    ) -> Layout:
+        """The layout read ahead, for the upsert's first attempt when nothing can have moved
+        rows since in this or another daemon process; otherwise a fresh read."""
+        key = sheet.title.casefold()
+        ahead = self._ahead.pop(key, None)
+        if (
+            ahead is not None
+            and not progress.written
+            and ahead.worksheet is worksheet
+            and ahead.turn + 1 == self._turn_of.get(key)
+            and time.monotonic() - ahead.read_at <= READ_AHEAD_SECONDS
+        ):
+            stats.reads += ahead.stats.reads
+            stats.writes += ahead.stats.writes
+            stats.repairs.extend(ahead.stats.repairs)
+            stats.recreated.extend(ahead.stats.recreated)
+            return ahead.layout
+        return await self._worksheets.read_layout(sheet, worksheet, progress.pending, stats)
+
+    async def _refill(
+        self, sheet: SheetSettings, progress: _Progress, recreated: set[str], stats: FlushStats
+    ) -> None:
+        """Add to the upsert the re-created columns' cells of every other row in the sheet.
+
+        A person deleted or renamed a column the daemon owns; re-creating its header alone
+        would leave it empty for every row whose resource does not change, so each row is
+        given the cells it was last written with (its Deleted stamp, at least), from the
+        stored row states: no request to Cobot.
+        """
+        stored = await self._stored_rows(sheet.title) if self._stored_rows else {}
+        for url in progress.keys:
+            state = stored.get(url)
+            kept = dict((state.cells if state else None) or {})
+            if state is not None:
+                kept.setdefault(sheet.deleted_column, state.deleted_at or "")
+            given = progress.pending.get(url)
+            if given is not None and url not in progress.only_if_missing:
+                # Written anyway; a row written in part (a deletion) gets the rest as kept.
+                lost = {header: kept[header] for header in recreated & kept.keys()}
+                progress.pending[url] = {**lost, **given}
+                continue
+            cells = {**kept, **(given or {})}
+            refill = {header: value for header, value in cells.items() if header in recreated}
+            if refill:
+                progress.pending[url] = refill
+                progress.only_if_missing.discard(url)
+                progress.refill.add(url)
+        if progress.refill:
+            stats.repair(
+                f"refilled {', '.join(map(repr, sorted(recreated)))} in "
+                f"{len(progress.refill)} row(s) from the rows last written"
+            )
 
     # -- bookkeeping ---------------------------------------------------------------------
 
@@ -209,8 +435,8 @@ class SheetsWriter:
         """Flushes of one worksheet run one at a time: both would append at the same rows."""
         return self._sheet_locks.setdefault(title.casefold(), asyncio.Lock())
 
-    def _process_lock(self) -> contextlib.AbstractAsyncContextManager[None]:
-        """The cross-process lock of ``lock_path``, or nothing when there is none."""
+    def _process_lock(self) -> contextlib.AbstractAsyncContextManager[int | None]:
+        """The cross-process lock of ``lock_path`` (yielding its turn), or nothing."""
         return file_lock(self._lock_path) if self._lock_path else contextlib.nullcontext()
 
     def _record(self, report: UpsertReport) -> None:

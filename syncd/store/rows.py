@@ -14,18 +14,24 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any
 
+from syncd.mapping.cells import Row
 from syncd.store.connection import Connection
 
-#: Upserts a JSON array of [sheet, url, fingerprint, deleted_at] rows, written at ?1.
+#: Upserts a JSON array of [sheet, url, fingerprint, deleted_at, observed_at, cells] rows,
+#: written at ?1. The cells written are merged into those kept: a row written with only some
+#: of its cells (a deletion) still holds the others as last written.
 _UPSERT_ROW_STATES = """
-    INSERT INTO row_states (sheet, url, fingerprint, deleted_at, written_at)
+    INSERT INTO row_states (sheet, url, fingerprint, deleted_at, written_at, observed_at, cells)
     SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]'),
-        json_extract(value, '$[2]'), json_extract(value, '$[3]'), ?1
+        json_extract(value, '$[2]'), json_extract(value, '$[3]'), ?1,
+        json_extract(value, '$[4]'), json_extract(value, '$[5]')
     FROM json_each(?2) WHERE true
     ON CONFLICT (sheet, url) DO UPDATE SET
         fingerprint = excluded.fingerprint,
         deleted_at = excluded.deleted_at,
-        written_at = excluded.written_at
+        written_at = excluded.written_at,
+        observed_at = excluded.observed_at,
+        cells = json_patch(coalesce(row_states.cells, '{}'), excluded.cells)
 """
 
 
@@ -35,6 +41,11 @@ class RowState:
 
     fingerprint: str | None
     deleted_at: str | None
+    #: When the Cobot data (or the deletion) this row holds was observed (epoch seconds).
+    observed_at: float | None = None
+    #: The cells written, header -> value; kept to refill a column a person deleted without
+    #: asking Cobot again. Read only by :meth:`RowStates.written_rows`.
+    cells: Row | None = None
 
 
 RowStatesBySheet = Mapping[str, Mapping[str, RowState]]
@@ -42,9 +53,9 @@ NO_ROW_STATES: RowStatesBySheet = MappingProxyType({})
 
 
 def row_state_rows(row_states: RowStatesBySheet) -> list[tuple[Any, ...]]:
-    """The states as [sheet, url, fingerprint, deleted_at] rows for :func:`upsert_row_states`."""
+    """The states as rows for :func:`upsert_row_states`."""
     return [
-        (sheet, url, state.fingerprint, state.deleted_at)
+        (sheet, url, state.fingerprint, state.deleted_at, state.observed_at, state.cells)
         for sheet, by_url in row_states.items()
         for url, state in by_url.items()
     ]
@@ -72,7 +83,23 @@ class RowStates(Connection):
 
     def _select_row_states(self, condition: str, params: tuple[Any, ...]) -> dict[str, RowState]:
         rows = self._conn.execute(
-            f"SELECT url, fingerprint, deleted_at FROM row_states WHERE sheet = ?{condition}",
+            "SELECT url, fingerprint, deleted_at, observed_at FROM row_states"
+            f" WHERE sheet = ?{condition}",
             params,
         )
-        return {url: RowState(fingerprint, deleted_at) for url, fingerprint, deleted_at in rows}
+        return {url: RowState(*state) for url, *state in rows}
+
+    async def written_rows(self, sheet: str) -> dict[str, RowState]:
+        """Every row state of a worksheet with the cells last written."""
+        return await self._call(self._select_written_rows, sheet)
+
+    def _select_written_rows(self, sheet: str) -> dict[str, RowState]:
+        rows = self._conn.execute(
+            "SELECT url, fingerprint, deleted_at, observed_at, cells FROM row_states"
+            " WHERE sheet = ?",
+            (sheet,),
+        )
+        return {
+            url: RowState(fingerprint, deleted_at, observed_at, json.loads(cells or "null"))
+            for url, fingerprint, deleted_at, observed_at, cells in rows
+        }

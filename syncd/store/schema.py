@@ -57,15 +57,30 @@ _MIGRATIONS: tuple[tuple[str, ...], ...] = (
         ) WITHOUT ROWID
         """,
     ),
+    (
+        # When Cobot's data a row holds was observed: older data never replaces newer.
+        "ALTER TABLE row_states ADD COLUMN observed_at REAL",
+        # Rows written before: observed no later than they were written.
+        "UPDATE row_states SET observed_at = written_at",
+    ),
+    (
+        # The cells each row was last written with: a column a person deleted is refilled
+        # from here. Rows written before are refilled with their Deleted stamp only.
+        "ALTER TABLE row_states ADD COLUMN cells TEXT",
+    ),
 )
 SCHEMA_VERSION = len(_MIGRATIONS)
+
+
+class StateNotCreated(StateStoreError):
+    """No daemon has set up a state database at the path yet: an empty state, not a fault."""
 
 
 def connect(path: Path, readonly: bool, busy_timeout: float) -> sqlite3.Connection:
     """Open ``path``; writable: create and migrate it, read-only: only check its version."""
     if readonly:
         if not path.is_file():
-            raise StateStoreError(
+            raise StateNotCreated(
                 f"There is no state database at {path}; check state_dir, or start the daemon "
                 f"once to create it."
             )
@@ -129,6 +144,10 @@ def _check_version(conn: sqlite3.Connection, path: Path, allow_older: bool = Fal
             f"The state database {path} was written by a newer cobot-syncd (schema {version}, "
             f"this one knows up to {SCHEMA_VERSION}); upgrade cobot-syncd or set state_dir to "
             f"another directory."
+        )
+    if version == 0 and not allow_older:
+        raise StateNotCreated(
+            f"The state database {path} is not initialised; start the daemon once to set it up."
         )
     if version < SCHEMA_VERSION and not allow_older:
         raise StateStoreError(

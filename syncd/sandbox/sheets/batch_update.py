@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
-from syncd.sandbox.sheets.cells import DIMENSIONS, Cell, Formula, Input
+from syncd.sandbox.sheets.cells import DIMENSIONS, Cell, Formula, Input, check_length
 from syncd.sandbox.sheets.errors import ApiError
 from syncd.sandbox.sheets.grid import Undo, set_attr
 from syncd.sandbox.sheets.model import (
@@ -72,6 +72,7 @@ def _cell_from_data(data: Any) -> Cell:
     if len(kinds) != 1:
         raise ApiError(400, "userEnteredValue must set exactly one kind of value")
     kind, raw = next(iter(kinds.items()))
+    check_length(raw)
     if kind == "stringValue" and isinstance(raw, str):
         return raw or None
     if kind == "numberValue" and isinstance(raw, int | float) and not isinstance(raw, bool):

@@ -15,6 +15,11 @@ from typing import Any
 from syncd.sandbox.sheets.errors import ApiError
 
 DIMENSIONS = ("ROWS", "COLUMNS")
+#: Google's limit on the characters of one cell, and its answer to a write over it.
+MAX_CELL_CHARS = 50_000
+CELL_TOO_LONG = (
+    f"Your input contains more than the maximum of {MAX_CELL_CHARS} characters in a single cell."
+)
 
 
 class Formula(str):
@@ -62,6 +67,12 @@ def _check_input(value: Any, where: str) -> None:
         return
     kind = "struct_value" if isinstance(value, Mapping) else "list_value"
     raise ApiError(400, f"Invalid {where}: {kind}")
+
+
+def check_length(value: Any) -> None:
+    """Google refuses the whole request when one cell's text is longer than it allows."""
+    if isinstance(value, str) and len(value) > MAX_CELL_CHARS:
+        raise ApiError(400, CELL_TOO_LONG)
 
 
 def parse_raw(value: Cell) -> Cell:
@@ -185,6 +196,8 @@ def to_matrix(values: Any, major: str, option: str) -> list[list[Input]]:
     for i, line in enumerate(values):
         if not isinstance(line, list):
             raise ApiError(400, f"Invalid values[{i}]: must be a list of values")
+        for value in line:
+            check_length(value)
         if parse is parse_raw and set(map(type, line)) <= _PLAIN_TYPES and "" not in line:
             matrix.append(list(line))  # fast path for bulk RAW writes: nothing to convert
             continue

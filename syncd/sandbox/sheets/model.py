@@ -90,11 +90,14 @@ class Worksheet:
         return props
 
     def bounds(self, rng: A1Range) -> A1Range:
-        """``rng`` with open ends filled from the grid and ends cut at its edge; a start
-        outside the grid is an error, as in Google."""
+        """``rng`` with open ends filled from the grid. As in Google, a range that names a row
+        or column outside the grid is an error, for reads too (only open ends are clamped)."""
+        beyond = (rng.end_row is not None and rng.end_row > self.row_count) or (
+            rng.end_col is not None and rng.end_col > self.col_count
+        )
         bounded = replace(rng.clamp(self.row_count, self.col_count), sheet=self.title)
         box = bounded.box()
-        if box.top >= self.row_count or box.left >= self.col_count:
+        if beyond or box.top >= self.row_count or box.left >= self.col_count:
             raise _grid_limit_error(self, replace(rng, sheet=self.title))
         return bounded
 
@@ -170,6 +173,15 @@ class Worksheet:
     def _shift_formats(self, at: int, delta: int, undo: Undo) -> None:
         shifted = {c + delta if c >= at else c: kind for c, kind in self.column_formats.items()}
         set_attr(self, "column_formats", shifted, undo)
+
+    def grid_data(self, bounds: A1Range) -> dict[str, Any]:
+        """A block as spreadsheets.get returns its GridData: each cell's number format."""
+        r0, r1, c0, c1 = bounds.box()
+        formats = [self.column_formats.get(c) for c in range(c0, c1)]
+        cells = [{"userEnteredFormat": {"numberFormat": {"type": t}}} if t else {} for t in formats]
+        data: dict[str, Any] = {"rowData": [{"values": cells} for _ in range(r0, r1)]}
+        data.update((k, v) for k, v in (("startRow", r0), ("startColumn", c0)) if v)
+        return data
 
     def render(self, bounds: A1Range, major: str, render: str, date_render: str) -> list[list[Any]]:
         """The block as values.get returns it (trimmed, empty interior cells as "")."""

@@ -28,6 +28,7 @@ from urllib.parse import unquote
 from aiohttp import web
 from cryptography.hazmat.primitives.asymmetric import rsa
 
+from syncd.sandbox.cobot.limits import spread_latency
 from syncd.sandbox.sheets import batch_update, values
 from syncd.sandbox.sheets.auth import (
     DEFAULT_CLIENT_EMAIL,
@@ -67,6 +68,8 @@ class RequestRecord:
     query: dict[str, list[str]]
     status: int
     kind: str | None
+    #: Seconds the answer was held back after the call was served (a slow response).
+    held_seconds: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -79,16 +82,40 @@ class Route:
     handler: Handler
 
 
+def _spreadsheets_get(ss: Spreadsheet, call: Call, params: Mapping[str, str]) -> dict[str, Any]:
+    """spreadsheets.get: the metadata and, for ``ranges`` with ``includeGridData=true`` or a
+    ``fields`` mask naming ``data``, the cells' number formats (values are not served here:
+    clients read those through the values endpoints). As Google does, only the worksheets
+    the ranges name are listed then, and zero ``startRow``/``startColumn`` are left out."""
+    metadata = ss.metadata()
+    ranges = call.query.getall("ranges", [])
+    grid = call.query.get("includeGridData", "false").lower() == "true"
+    if not ranges or not (grid or "data" in call.query.get("fields", "")):
+        return metadata
+    data: dict[str, list[dict[str, Any]]] = {}
+    for text in ranges:
+        ws, rng = ss.resolve(text)
+        data.setdefault(ws.title, []).append(ws.grid_data(ws.bounds(rng)))
+    metadata["sheets"] = [
+        {**entry, "data": data[entry["properties"]["title"]]}
+        for entry in metadata["sheets"]
+        if entry["properties"]["title"] in data
+    ]
+    return metadata
+
+
 class SheetsEmulator:
     """All emulator state plus the aiohttp app that serves it.
 
     Knobs (constructor arguments, also plain attributes to change at runtime):
     ``read_quota_per_minute`` / ``write_quota_per_minute`` (None = unlimited) over a sliding
     ``quota_window_seconds``; ``error_rate`` picks a status from ``error_statuses`` with a
-    RNG seeded by ``seed``; ``latency_seconds`` delays every Sheets call; ``slow_rate`` of them
-    answer ``slow_seconds`` late (after the change is applied, like a lost response);
-    ``token_lifetime_seconds``. Tests call the public methods from their own thread while
-    the server runs in another, so all state sits behind one lock.
+    RNG seeded by ``seed``; ``latency_seconds`` delays every Sheets call (each by a factor drawn
+    from 1 - ``latency_spread`` to 1 + ``latency_spread``); ``slow_rate`` of them
+    answer ``slow_seconds`` late (after the change is applied, like a lost response), among
+    the calls whose kind ("read", "write") is in ``slow_kinds``; ``token_lifetime_seconds``.
+    Tests call the public methods from their own thread while the server runs in another, so
+    all state sits behind one lock.
     """
 
     def __init__(
@@ -100,8 +127,10 @@ class SheetsEmulator:
         error_rate: float = 0.0,
         error_statuses: Sequence[int] = (429, 500, 503),
         latency_seconds: float = 0.0,
+        latency_spread: float = 0.0,
         slow_rate: float = 0.0,
         slow_seconds: float = 0.0,
+        slow_kinds: frozenset[str] = frozenset({"read", "write"}),
         token_lifetime_seconds: float = 3600,
         seed: int = 0,
     ) -> None:
@@ -111,8 +140,10 @@ class SheetsEmulator:
         self.error_rate = error_rate
         self.error_statuses = list(error_statuses)
         self.latency_seconds = latency_seconds
+        self.latency_spread = latency_spread
         self.slow_rate = slow_rate
         self.slow_seconds = slow_seconds
+        self.slow_kinds = slow_kinds
         self.token_lifetime_seconds = token_lifetime_seconds
         self.reads = 0
         self.writes = 0
@@ -122,6 +153,9 @@ class SheetsEmulator:
         self._spreadsheets: dict[str, Spreadsheet] = {}
         self._tokens = TokenAuthority()
         self._failures: deque[int] = deque()
+        self._hooks: list[tuple[str, Callable[[], None]]] = []
+        self._outage: int | None = None
+        self._refused_text: str | None = None
         self._windows = {"read": SlidingWindow(), "write": SlidingWindow()}
         self._log: list[RequestRecord] = []
         self._routes = self._build_routes()
@@ -223,6 +257,42 @@ class SheetsEmulator:
         with self._lock:
             self._failures.extend([status] * n)
 
+    def set_outage(self, status: int | None) -> None:
+        """Answer every authenticated Sheets call with ``status`` until called with None."""
+        with self._lock:
+            self._outage = status
+
+    def refuse_writes_containing(self, text: str | None) -> None:
+        """Refuse as invalid (400) every write whose request holds ``text``, as Google refuses
+        a write for one value it will not take, until called with None."""
+        with self._lock:
+            self._refused_text = text
+
+    def share(self, spreadsheet_id: str, emails: set[str] | None) -> None:
+        """Share the spreadsheet with exactly ``emails`` (None: with everyone)."""
+        with self._lock:
+            self._spreadsheet(spreadsheet_id).shared_with = None if emails is None else set(emails)
+
+    def shared_with(self, spreadsheet_id: str) -> set[str] | None:
+        with self._lock:
+            shared = self._spreadsheet(spreadsheet_id).shared_with
+            return None if shared is None else set(shared)
+
+    def on_next(self, endpoint: str, action: Callable[[], None]) -> None:
+        """Run ``action`` when the next authenticated call whose path ends with ``endpoint``
+        (e.g. ``values:batchUpdate``) arrives, before it is served: a person's edit landing
+        between a client's read and its write. ``action`` may use the direct methods here
+        (``set_values``, ``apply``, ``fail_next``: a fault it schedules hits this call)."""
+        with self._lock:
+            self._hooks.append((endpoint, action))
+
+    def apply(self, spreadsheet_id: str, requests: Sequence[Mapping[str, Any]]) -> None:
+        """Run ``spreadsheets.batchUpdate`` requests directly (no HTTP), all or nothing."""
+        with self._lock:
+            batch_update.apply_requests(
+                self._spreadsheet(spreadsheet_id), list(requests), self._new_sheet_id
+            )
+
     @property
     def request_log(self) -> list[RequestRecord]:
         """Every request so far, oldest first (a copy)."""
@@ -265,7 +335,7 @@ class SheetsEmulator:
 
     def _build_routes(self) -> list[Route]:
         spreadsheet: list[tuple[str, str, str, SheetsHandler]] = [
-            ("GET", "", "read", lambda ss, call, params: ss.metadata()),
+            ("GET", "", "read", _spreadsheets_get),
             ("POST", ":batchUpdate", "write", self._batch_update),
             ("GET", "/values:batchGet", "read", values.batch_get),
             ("POST", "/values:batchUpdate", "write", values.batch_update),
@@ -304,7 +374,9 @@ class SheetsEmulator:
         )
         route = self._route(call)
         if route is not None and route[0].kind is not None and self.latency_seconds > 0:
-            await asyncio.sleep(self.latency_seconds)
+            with self._lock:
+                delay = spread_latency(self._fault_rng, self.latency_seconds, self.latency_spread)
+            await asyncio.sleep(delay)
         status, payload, delay = self._serve(call, route)
         if delay > 0:
             await asyncio.sleep(delay)
@@ -327,7 +399,7 @@ class SheetsEmulator:
                 if route is None:
                     raise ApiError(404)
                 target, params = route
-                if target.kind is not None:
+                if target.kind in self.slow_kinds:
                     delay = slow_delay(self._fault_rng, self.slow_rate, self.slow_seconds)
                 status, payload = 200, target.handler(call, params)
             except ApiError as exc:
@@ -344,6 +416,7 @@ class SheetsEmulator:
                     {key: call.query.getall(key) for key in set(call.query.keys())},
                     status,
                     route[0].kind if route else None,
+                    delay,
                 )
             )
         return status, payload, delay
@@ -353,6 +426,15 @@ class SheetsEmulator:
     ) -> dict[str, Any]:
         """Authentication, injected faults, quota and sharing, then the handler proper."""
         token = self._tokens.authenticate(call.headers.get("Authorization"), kind)
+        path = unquote(call.raw_path)
+        due = [hook for hook in self._hooks if path.endswith(hook[0])]
+        for hook in due[:1]:
+            self._hooks.remove(hook)
+            hook[1]()
+        if self._outage is not None:
+            raise ApiError(self._outage)
+        if kind == "write" and self._refused_text and self._refused_text.encode() in call.body:
+            raise ApiError(400, "Invalid value at 'data.values'")
         fault = injected_fault(
             kind, self._failures, self._fault_rng, self.error_rate, self.error_statuses
         )
