@@ -225,13 +225,18 @@ async def test_body_of_exactly_the_limit_is_accepted(harness: Harness) -> None:
     assert (await harness.post(body))[0] == 202
 
 
-async def test_http_base_url_takes_http_only(start: HarnessFactory, tmp_path: Path) -> None:
+async def test_either_scheme_names_the_configured_host_and_nothing_else(
+    start: HarnessFactory, tmp_path: Path
+) -> None:
     harness = await start(make_settings(tmp_path, base_url="http://127.0.0.1:9001"))
-    local = "http://127.0.0.1:9001/api/memberships/1"
-    assert (await harness.post({"url": local}))[0] == 202
-    for url in ("https://127.0.0.1:9001/api/memberships/1", MEMBER_URL):
+    for url in (
+        "http://127.0.0.1:9001/api/memberships/1",
+        "https://127.0.0.1:9001/api/memberships/2",
+    ):
+        assert (await harness.post({"url": url}))[0] == 202
+    for url in ("http://127.0.0.1:9002/api/memberships/3", MEMBER_URL):
         assert (await harness.post({"url": url}))[0] == 422
-    assert await harness.stored() == 1
+    assert await harness.stored() == 2
 
 
 async def test_worker_wake_failure_still_acknowledges(harness: Harness) -> None:
@@ -424,7 +429,7 @@ BAD_URLS = {
     "other host": "https://evil.example/api/memberships/1",
     "suffix host": "https://co-up.cobot.me.evil.example/api/memberships/1",
     "other space": "https://other.cobot.me/api/memberships/1",
-    "http instead of https": "http://co-up.cobot.me/api/memberships/1",
+    "other port": "http://co-up.cobot.me:8080/api/memberships/1",
     "ipv4 literal": "https://127.0.0.1/api/memberships/1",
     "ipv6 literal": "https://[::1]/api/memberships/1",
     "metadata ip": "https://169.254.169.254/api/memberships/1",

@@ -68,7 +68,7 @@ def test_valid_urls(url: str, kind: str, canonical: str) -> None:
         "https://evil.example/api/memberships/1",
         "https://co-up.cobot.me.evil.example/api/memberships/1",
         "https://other-space.cobot.me/api/memberships/1",
-        "http://co-up.cobot.me/api/memberships/1",
+        "http://co-up.cobot.me:443/api/memberships/1",
         "https://co-up.cobot.me:8443/api/memberships/1",
         "https://127.0.0.1/api/memberships/1",
         "https://[::1]/api/memberships/1",
@@ -95,6 +95,20 @@ def test_valid_urls(url: str, kind: str, canonical: str) -> None:
 def test_refused_urls(url: str) -> None:
     with pytest.raises(InvalidResourceURL):
         parse_resource_url(url, HTTPS)
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://co-up.cobot.me/api/invoices/7",
+        "HTTP://Co-Up.Cobot.ME/api/invoices/7",
+        "https://co-up.cobot.me:443/api/invoices/7",
+    ],
+)
+def test_either_scheme_on_the_configured_host_is_fetched_from_the_configured_origin(
+    url: str,
+) -> None:
+    assert parse_resource_url(url, HTTPS).url == "https://co-up.cobot.me/api/invoices/7"
 
 
 @pytest.mark.parametrize("value", [None, 42, ["https://co-up.cobot.me/api/memberships/1"], {}])

@@ -140,6 +140,24 @@ async def test_reopening_keeps_schema(state_dir: Path) -> None:
         assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
 
 
+async def test_rows_written_before_observation_times_count_as_observed_when_written(
+    state_dir: Path,
+) -> None:
+    url = MEMBERSHIP.format(1)
+    await Store.open(state_dir).close()
+    with sqlite3.connect(state_dir / DB_FILENAME) as conn:  # as the first schema left it
+        for column in ("observed_at", "cells"):
+            conn.execute(f"ALTER TABLE row_states DROP COLUMN {column}")
+        conn.execute(
+            "INSERT INTO row_states (sheet, url, fingerprint, deleted_at, written_at)"
+            " VALUES ('Members', ?, 'f', NULL, 1234.5)",
+            (url,),
+        )
+        conn.execute("PRAGMA user_version = 1")
+    async with Store.open(state_dir) as store:
+        assert await store.row_states("Members", [url]) == {url: RowState("f", None, 1234.5)}
+
+
 # -- read-only access ----------------------------------------------------------------------
 
 
@@ -328,6 +346,19 @@ async def test_complete_saves_row_states_with_the_events(store: Store) -> None:
     assert (await store.row_states("Members", [MEMBERSHIP.format(1)]))[
         MEMBERSHIP.format(1)
     ] == RowState("f3", None)
+
+
+async def test_written_cells_are_kept_and_a_partial_row_merges_into_them(store: Store) -> None:
+    url = MEMBERSHIP.format(1)
+    full = {"Name": "Ana", "Email": "ana@example.org", "Deleted": "", "URL": url}
+    await store.complete([], {"Members": {url: RowState("f1", None, 1.0, full)}})
+    deletion = {"Deleted": "2024-05-01T10:00:00Z", "URL": url}  # a deletion writes only these
+    await store.complete([], {"Members": {url: RowState("f2", deletion["Deleted"], 2.0, deletion)}})
+
+    (state,) = (await store.written_rows("Members")).values()
+    assert state.cells == {**full, **deletion}
+    assert state.deleted_at == deletion["Deleted"]
+    assert (await store.row_states("Members", [url]))[url].fingerprint == "f2"
 
 
 async def test_complete_is_atomic(store: Store) -> None:

@@ -20,6 +20,7 @@ import time
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
+from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import quote, urlsplit
 
@@ -49,6 +50,7 @@ from syncd.core.events import JSON_API_MEDIA_TYPE, resource_kind_of_path
 from syncd.core.metrics import Metrics
 from syncd.core.retry import Backoff, parse_retry_after
 from syncd.intake.resources import ResourceRef, resource_url
+from syncd.store.budgets import shared_budget
 
 log = logging.getLogger("syncd.cobot")
 
@@ -69,6 +71,8 @@ class Fetched:
     ref: ResourceRef
     status: Literal["found", "gone"]
     data: dict[str, Any] | None
+    #: When Cobot was asked (epoch seconds); what the row keeps to order observations.
+    observed_at: float = field(compare=False)
 
 
 @dataclass(frozen=True)
@@ -100,6 +104,7 @@ class CobotClient:
     """Talks to Cobot's v1 API (and API 2 for the few kinds only it serves).
 
     Use it as an async context manager; a session passed in stays the caller's to close.
+    With ``state_dir`` its request budgets are the ones every process on it shares.
     """
 
     def __init__(
@@ -113,13 +118,23 @@ class CobotClient:
         backoff_base: float = 0.5,
         backoff_cap: float = 30.0,
         max_retry_after: float = 120.0,
+        state_dir: Path | None = None,
     ) -> None:
         if max_attempts < 1:
             raise ValueError("max_attempts must be at least 1")
         self._settings = settings
-        self._budget = budget or RequestBudget(settings.requests_per_minute)
+        per_minute = settings.requests_per_minute
+        self._budget = budget or (
+            shared_budget(state_dir, "cobot", per_minute)
+            if state_dir
+            else RequestBudget(per_minute)
+        )
         #: Cobot limits the membership listing on its own, below the general limit.
-        self.membership_listing_budget = RequestBudget(MEMBERSHIP_LISTS_PER_MINUTE)
+        self.membership_listing_budget = (
+            shared_budget(state_dir, "cobot-memberships", MEMBERSHIP_LISTS_PER_MINUTE)
+            if state_dir
+            else RequestBudget(MEMBERSHIP_LISTS_PER_MINUTE)
+        )
         self._metrics = metrics
         self._session = session
         self._owns_session = session is None
@@ -132,6 +147,10 @@ class CobotClient:
         self._max_retry_after = max_retry_after
         bases = (settings.base_url, settings.api2_url)
         self._origins = tuple(dict.fromkeys(f"{base}/" for base in bases))
+
+    def request_budget(self) -> RequestBudget:
+        """The request budget, by which the worker paces its flushes."""
+        return self._budget
 
     async def __aenter__(self) -> CobotClient:
         return self
@@ -152,10 +171,10 @@ class CobotClient:
         accept = JSON_API_MEDIA_TYPE if ref.is_api2 else _JSON
         reply = await self._request("GET", url, ok=(200, 404, 410), accept=accept, urgent=urgent)
         if reply.status != 200:
-            return Fetched(ref=ref, status="gone", data=None)
+            return Fetched(ref=ref, status="gone", data=None, observed_at=reply.sent_at)
         document = expect_object(reply, _label("GET", url))
         data = flatten_json_api(document, _label("GET", url)) if ref.is_api2 else document
-        return Fetched(ref=ref, status="found", data=data)
+        return Fetched(ref=ref, status="found", data=data, observed_at=reply.sent_at)
 
     async def list_memberships(self, all: bool = True, urgent: bool = False) -> list[JSONObject]:
         """Every membership; ``all`` includes unconfirmed and past ones, not only current."""
@@ -280,15 +299,16 @@ class CobotClient:
     ) -> Reply:
         """Send with retries; return replies whose status is in ``ok``, raise for the rest."""
         label = _label(method, url, params)
-        last_failure = ""
+        last_failure = last_reason = ""
         last_status: int | None = None
         for attempt in range(1, self._max_attempts + 1):
             await self._budget.acquire(urgent=urgent)
             try:
                 reply = await self._send(method, url, params=params, body=body, accept=accept)
             except (aiohttp.ClientError, TimeoutError) as exc:
-                timed_out = isinstance(exc, TimeoutError)
-                last_failure = "timed out" if timed_out else f"unreachable ({type(exc).__name__})"
+                last_reason = _unreachable(exc)
+                last_failure = "timed out" if isinstance(exc, TimeoutError) else "unreachable"
+                last_failure += f" ({last_reason})"
                 last_status, wait = None, self._backoff.delay(attempt)
             else:
                 if reply.status in ok:
@@ -296,6 +316,7 @@ class CobotClient:
                 if reply.status != 429 and reply.status < 500:
                     raise refusal(label, reply, self._settings)
                 last_failure, last_status = f"answered {reply.status}", reply.status
+                last_reason = last_failure
                 if reply.status == 429:
                     wait = self._rate_limited_wait(label, reply, attempt)
                 else:
@@ -305,6 +326,8 @@ class CobotClient:
         raise CobotUnavailable(
             f"Cobot {last_failure} on {label} ({self._max_attempts} attempts); will retry later",
             status=last_status,
+            host=urlsplit(url).hostname,
+            reason=last_reason,
         )
 
     def _rate_limited_wait(self, label: str, reply: Reply, attempt: int) -> float:
@@ -343,6 +366,7 @@ class CobotClient:
         }
         label = _label(method, url, params)
         started = time.monotonic()
+        sent_at = time.time()
         outcome = "error"
         try:
             async with self._client_session().request(
@@ -361,6 +385,7 @@ class CobotClient:
                     data=parse_json(text),
                     text=text,
                     retry_after=parse_retry_after(response.headers.get("Retry-After")),
+                    sent_at=sent_at,
                 )
         except TimeoutError:
             outcome = "timeout"
@@ -426,3 +451,17 @@ def _cobot_datetime(value: datetime) -> str:
     """Cobot v1's datetime format, in UTC."""
     aware = value if value.tzinfo else value.replace(tzinfo=UTC)
     return aware.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S +0000")
+
+
+def _unreachable(exc: BaseException) -> str:
+    """Why a request got no answer, in the words one checks a network with."""
+    if isinstance(exc, TimeoutError):
+        return "no answer in time"
+    if isinstance(exc, aiohttp.ClientConnectorDNSError):
+        return "DNS lookup failed"
+    if isinstance(exc, aiohttp.ClientConnectorCertificateError | aiohttp.ClientSSLError):
+        return "TLS handshake failed"
+    if isinstance(exc, aiohttp.ClientConnectorError):
+        refused = isinstance(exc.os_error, ConnectionRefusedError)
+        return "connection refused" if refused else f"cannot connect ({exc.os_error.strerror})"
+    return f"connection failed ({type(exc).__name__})"

@@ -65,11 +65,20 @@ class CobotUnavailable(CobotRequestError):
     action: ClassVar[Action] = Action.RETRY
 
     def __init__(
-        self, message: str, *, status: int | None = None, retry_after: float | None = None
+        self,
+        message: str,
+        *,
+        status: int | None = None,
+        retry_after: float | None = None,
+        host: str | None = None,
+        reason: str | None = None,
     ) -> None:
         super().__init__(message, status=status)
         #: Seconds Cobot asked us to wait, when it said so (429 Retry-After).
         self.retry_after = retry_after
+        #: The host that failed and how, in the words one checks a network with.
+        self.host = host
+        self.reason = reason
 
 
 class SubscriptionExists(CobotRequestError):

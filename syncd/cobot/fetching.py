@@ -15,6 +15,7 @@ kind wait, they are fetched together:
 from __future__ import annotations
 
 import asyncio
+import time
 from collections import defaultdict
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -80,7 +81,11 @@ async def fetch_many(
 async def _from_listing(
     results: dict[str, FetchResult], refs: list[ResourceRef], listing: Listing
 ) -> list[ResourceRef]:
-    """Fill ``results`` from one listing; return the refs it did not contain."""
+    """Fill ``results`` from one listing; return the refs it did not contain.
+
+    The items count as observed when the listing was asked for: no later than Cobot answered.
+    """
+    observed_at = time.time()
     try:
         items = await listing()
     except SyncdError as exc:
@@ -93,7 +98,7 @@ async def _from_listing(
         if item is None:
             missing.append(ref)
         else:
-            results[ref.url] = Fetched(ref=ref, status="found", data=item)
+            results[ref.url] = Fetched(ref=ref, status="found", data=item, observed_at=observed_at)
     return missing
 
 

@@ -45,6 +45,8 @@ class Reply:
     data: Any
     text: str
     retry_after: float | None
+    #: When the request was sent (epoch seconds): the answer is Cobot's state at or after it.
+    sent_at: float
 
 
 def parse_json(text: str) -> Any:

@@ -16,6 +16,7 @@ from urllib.parse import urlsplit
 
 from syncd.config.settings import CobotSettings
 from syncd.core.events import API2_KINDS, RESOURCE_PATHS, resource_kind_of_path
+from syncd.mapping.keys import origin_key
 
 MAX_URL_LENGTH = 2048
 #: Whitespace, control characters, backslash and percent (in an ASCII string).
@@ -58,17 +59,16 @@ def parse_resource_url(raw: object, cobot: CobotSettings) -> ResourceRef:
         port = parts.port
     except ValueError:
         raise InvalidResourceURL("url has an invalid port") from None
-    scheme = parts.scheme.lower()
-    origin = (scheme, (parts.hostname or "").lower(), port or _default_port(scheme))
+    if parts.scheme.lower() not in ("http", "https"):
+        raise InvalidResourceURL("url scheme must be http or https")
     found = resource_kind_of_path(parts.path)
     if found is None:
         raise InvalidResourceURL("url path names no Cobot resource this daemon knows")
     kind, resource_id = found
     base = cobot.api2_url if kind in API2_KINDS else cobot.base_url
-    if origin != _origin_of(base):
-        expected = _origin_of(base)
-        if origin[1:] == expected[1:]:
-            raise InvalidResourceURL(f"url scheme must be {expected[0]}")
+    # Either scheme names the configured host: Cobot itself sends http:// URLs in some
+    # bodies. The fetch, and so the token, still goes only to the configured origin.
+    if origin_key(parts.scheme, parts.hostname or "", port) != _origin_of(base):
         raise InvalidResourceURL("url is not on the configured Cobot host")
     return ResourceRef(kind=kind, id=resource_id, url=f"{base}{parts.path}")
 
@@ -81,15 +81,10 @@ def resource_url(kind: str, resource_id: str, cobot: CobotSettings) -> str:
     return f"{base}{path}"
 
 
-def _default_port(scheme: str) -> int:
-    return 443 if scheme == "https" else 80
-
-
 @functools.cache
-def _origin_of(url: str) -> tuple[str, str, int]:
+def _origin_of(url: str) -> str:
     parts = urlsplit(url)
-    scheme = parts.scheme.lower()
-    return scheme, (parts.hostname or "").lower(), parts.port or _default_port(scheme)
+    return origin_key(parts.scheme, parts.hostname or "", parts.port)
 
 
 def is_loopback_host(host: str) -> bool:

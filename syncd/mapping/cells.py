@@ -29,6 +29,9 @@ CellValue = str | int | float | bool
 Row = dict[str, CellValue]
 
 SHEETS_EPOCH = datetime(1899, 12, 30)
+#: Google refuses a write holding a cell of more than 50,000 characters (the whole write, so
+#: every row of it): a longer text is cut to this many, ending in a marker that says so.
+MAX_CELL_CHARS = 49_000
 _MISSING = object()
 _DATE_FORMATS = ("%Y/%m/%d", "%Y-%m-%d")
 _DATETIME_FORMATS = (
@@ -107,9 +110,17 @@ def to_cell(value: Any, column_type: str, tz: ZoneInfo) -> CellValue:
         return ""
     converter = _CONVERTERS[column_type]
     try:
-        return converter(value, tz)
+        return capped(converter(value, tz))
     except (ValueError, TypeError, InvalidOperation, OverflowError):
-        return _text(value, tz)
+        return capped(_text(value, tz))
+
+
+def capped(cell: CellValue) -> CellValue:
+    """The cell, or a text too long for Google cut to MAX_CELL_CHARS with a visible marker."""
+    if not isinstance(cell, str) or len(cell) <= MAX_CELL_CHARS:
+        return cell
+    marker = f" [... cut by syncd to {MAX_CELL_CHARS:,} of {len(cell):,} characters]"
+    return cell[: MAX_CELL_CHARS - len(marker)] + marker
 
 
 def map_row(resource: Any, sheet: SheetSettings, tz: ZoneInfo) -> Row:

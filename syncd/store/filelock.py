@@ -4,6 +4,9 @@ An upsert reads the key column and then appends the URLs it did not find. Two pr
 that for the same worksheet at once would both append a new URL, so every upsert holds an
 exclusive ``flock`` on one file in ``state_dir``. The lock belongs to the open file: closing
 it, or the death of the process, releases it, so a killed backfill never leaves it stuck.
+
+The file counts the turns: each holder adds one, so a process that saw turn N and gets
+turn N + 1 next knows that no other process held the lock in between.
 """
 
 from __future__ import annotations
@@ -26,8 +29,9 @@ def sheets_lock_path(state_dir: Path) -> Path:
 
 
 @asynccontextmanager
-async def file_lock(path: Path) -> AsyncIterator[None]:
-    """Hold an exclusive lock on ``path``; waiting happens on a thread, not on the loop."""
+async def file_lock(path: Path) -> AsyncIterator[int]:
+    """Hold an exclusive lock on ``path`` and yield this turn's number; waiting happens on a
+    thread, not on the loop."""
     try:
         fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
     except OSError as exc:
@@ -37,9 +41,21 @@ async def file_lock(path: Path) -> AsyncIterator[None]:
         ) from None
     await _acquire(fd)
     try:
-        yield
+        yield _next_turn(fd)
     finally:
         os.close(fd)
+
+
+def _next_turn(fd: int) -> int:
+    """Count this turn in the locked file (a number in ASCII); an unreadable count restarts."""
+    try:
+        turn = int(os.pread(fd, 32, 0) or b"0") + 1
+    except ValueError:
+        turn = 1
+    text = str(turn).encode()
+    os.pwrite(fd, text, 0)
+    os.ftruncate(fd, len(text))
+    return turn
 
 
 async def _acquire(fd: int) -> None:

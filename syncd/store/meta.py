@@ -29,6 +29,8 @@ _SUBSCRIPTION_CHECK = "subscriptions.last_check"
 _LAST_WRITE = "sheets.last_write."
 #: The last error of a flush.
 _LAST_ERROR = "worker.last_error"
+#: What the pipeline waits for a person about, by this prefix and what is held up.
+_PAUSE = "worker.paused."
 #: Every re-sync record starts so; ``syncd status`` lists them all as they are.
 _RESYNC = "resync."
 
@@ -49,6 +51,14 @@ class LastError:
 
     time: float
     error: str
+
+
+@dataclass(frozen=True)
+class Pause:
+    """Work held for a person since ``since`` (a revoked token, a spreadsheet not shared)."""
+
+    since: float
+    reason: str
 
 
 @dataclass(frozen=True)
@@ -139,6 +149,18 @@ class Meta:
         if error is not None:
             values[_LAST_ERROR] = asdict(error)
         await self._save(values)
+
+    async def pauses(self) -> dict[str, Pause]:
+        """What is held for a person, by what it holds up (Cobot, or a worksheet title)."""
+        values = await self._select_prefixed(_PAUSE)
+        pauses = {key[len(_PAUSE) :]: _flat(Pause, v) for key, v in values.items()}
+        return {scope: pause for scope, pause in pauses.items() if pause is not None}
+
+    async def record_pauses(self, pauses: Mapping[str, Pause | None]) -> None:
+        """Save pauses that began or changed; None: that pause is over."""
+        await self._save(
+            {f"{_PAUSE}{scope}": None if p is None else asdict(p) for scope, p in pauses.items()}
+        )
 
     async def subscription_check(self) -> SubscriptionCheck | None:
         return _flat(SubscriptionCheck, await self._get(_SUBSCRIPTION_CHECK))
