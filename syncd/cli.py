@@ -7,6 +7,7 @@ user can cause is printed as one clear message per problem, never as a traceback
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Callable, Sequence
 
@@ -23,7 +24,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help(sys.stderr)
         return 2
     try:
-        return handler(args)
+        code = handler(args)
+        sys.stdout.flush()  # here, so that a closed pipe is met below and not at exit
+        return code
     except SyncdError as exc:
         for line in exc.lines():
             print(f"syncd: error: {line}", file=sys.stderr)
@@ -31,3 +34,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("syncd: interrupted", file=sys.stderr)
         return 1
+    except BrokenPipeError:
+        # The reader went away (`syncd check-config | head -1`): what it wanted it has.
+        # Point stdout at /dev/null so flushing it at exit cannot fail a second time.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 0

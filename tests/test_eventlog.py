@@ -116,14 +116,23 @@ async def test_failed_attempt_shows_retrying_then_dead_lettered_in_one_row(
     assert len(row["Outcome"]) <= len("retrying: ") + 120
 
     harness.sim.fail_next(CLIENT_ATTEMPTS, status=500)
+    [event] = await harness.flush()
+    # An outage never dead-letters, however many attempts it takes.
+    assert event.attempts == 1
+    assert harness.log_rows()[str(event_id)]["Outcome"].startswith("retrying: ")
+
+    harness.sim.fail_next(1, status=400)  # refused: the event's last attempt gives it up
     await harness.flush()
     assert harness.log_rows()[str(event_id)]["Outcome"] == "dead-lettered"
     assert harness.daemon.rows("Members") == []
 
 
-async def test_a_refused_request_is_dead_lettered_at_once(harness: Harness) -> None:
+async def test_a_refused_request_is_dead_lettered_after_its_attempts(harness: Harness) -> None:
     member = harness.sim.create("membership", emit=False)
     event_id = await harness.receive("created_membership", "membership", member["id"])
+    harness.sim.fail_next(1, status=400)
+    await harness.flush()
+    assert harness.log_rows()[str(event_id)]["Outcome"].startswith("retrying: ")
     harness.sim.fail_next(1, status=400)
     await harness.flush()
     assert harness.log_rows()[str(event_id)]["Outcome"] == "dead-lettered"
@@ -150,12 +159,21 @@ async def test_crash_before_the_inbox_commit_rewrites_the_same_row(
     harness.sim.delete("membership", member["id"], emit=False)
     deleted = await harness.receive("deleted_membership", "membership", member["id"])
 
-    async def crash(*args: Any, **kwargs: Any) -> None:
-        raise RuntimeError("killed before the commit")
+    class Killed(BaseException):
+        """The process ends here: nothing after it runs (an Exception would be settled)."""
+
+    save_rows = harness.store.complete
+
+    async def crash(ids: Any, *args: Any, **kwargs: Any) -> None:
+        """Row states are saved under the sheet lock first; the crash hits marking events done."""
+        ids = list(ids)
+        if ids:
+            raise Killed("killed before the commit")
+        await save_rows(ids, *args, **kwargs)
 
     with monkeypatch.context() as patch:
         patch.setattr(harness.store, "complete", crash)
-        with pytest.raises(RuntimeError):
+        with pytest.raises(Killed):
             await harness.flush()
     assert set(harness.log_rows()) == {str(written), str(deleted)}
 

@@ -77,6 +77,7 @@ def test_metrics_parse_and_count_the_traffic(make_daemon: MakeDaemon) -> None:
         "syncd_inbox_pending": "gauge",
         "syncd_inbox_dead_letters": "gauge",
         "syncd_oldest_pending_age_seconds": "gauge",
+        "syncd_paused": "gauge",
     }
 
     members = [sim.create("membership", emit=["created_membership"]) for _ in range(3)]
@@ -109,6 +110,7 @@ def test_metrics_parse_and_count_the_traffic(make_daemon: MakeDaemon) -> None:
     assert after.value("syncd_inbox_pending") == 0
     assert after.value("syncd_inbox_dead_letters") == 0
     assert after.value("syncd_oldest_pending_age_seconds") == 0
+    assert after.value("syncd_paused") == 0
     for member in members:
         assert member["name"] not in after.text and member["email"] not in after.text
     assert daemon.stop() == 0
@@ -122,18 +124,23 @@ def test_healthz_turns_503_while_sheets_fail_and_recovers(make_daemon: MakeDaemo
     status, body = daemon.health()
     assert (status, body["status"]) == (200, "ok")
 
-    emulator.error_statuses, emulator.error_rate = [403], 1.0
+    emulator.error_statuses, emulator.error_rate = [503], 1.0
     member = sim.create("membership", emit=["created_membership"])
-    wait_until(lambda: daemon.health()[0] == 503, timeout=20, what="/healthz 503")
+
+    def stuck_with_an_error() -> bool:  # once the writer's own retries of a flush gave up
+        code, body = daemon.health()
+        return code == 503 and body["last_error"] is not None
+
+    wait_until(stuck_with_an_error, timeout=30, what="/healthz 503")
     status, body = daemon.health()
-    assert body["status"] == "stuck"
+    assert (body["status"], body["paused"]) == ("stuck", {})
     assert body["inbox"]["pending"] == 1
     assert body["inbox"]["oldest_pending_age_seconds"] >= 1
-    assert "may not edit spreadsheet" in body["last_error"]
+    assert "Google Sheets failed" in body["last_error"]
     stuck = scrape(daemon.url)
     assert stuck.value("syncd_inbox_pending") == 1
     assert stuck.value("syncd_oldest_pending_age_seconds") >= 1
-    assert stuck.value("syncd_sheets_requests_total", kind="batchGet", status="403") >= 1
+    assert stuck.value("syncd_sheets_requests_total", kind="batchGet", status="503") >= 1
     assert stuck.value("syncd_events_failed_total", stage="write") >= 1
 
     emulator.error_rate = 0.0

@@ -9,12 +9,16 @@ proves the same through the real daemon.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import copy
 import json
+import time
 from collections.abc import AsyncIterator, Collection, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 import yaml
@@ -22,11 +26,14 @@ import yaml
 from syncd.cobot.client import Fetched
 from syncd.config.loading import load_settings
 from syncd.config.settings import Settings, SheetSettings
+from syncd.core.budget import RequestBudget
 from syncd.core.metrics import Metrics
+from syncd.engine.resync import Resync, Seen, SheetSummary
 from syncd.engine.worker import Worker
 from syncd.intake.resources import ResourceRef
 from syncd.mapping.cells import Row
 from syncd.ops.daemon import build_worker
+from syncd.sheets.writer import RequestCount, UpsertReport
 from syncd.store.database import Store
 from tests.fixtures_daemon import MakeDaemon, example_sheets
 from tests.test_e2e_pipeline import by_url, fast_daemon, settle
@@ -66,12 +73,15 @@ class FakeCobot:
     objects: dict[str, dict[str, Any]] = field(default_factory=dict)
     fetched: list[str] = field(default_factory=list)
 
+    def request_budget(self) -> RequestBudget:
+        return RequestBudget(60)
+
     async def fetch(self, ref: ResourceRef, urgent: bool = True) -> Fetched:
         self.fetched.append(ref.url)
         data = self.objects.get(ref.url)
         if data is None:
-            return Fetched(ref=ref, status="gone", data=None)
-        return Fetched(ref=ref, status="found", data=copy.deepcopy(data))
+            return Fetched(ref=ref, status="gone", data=None, observed_at=time.time())
+        return Fetched(ref=ref, status="found", data=copy.deepcopy(data), observed_at=time.time())
 
 
 @dataclass
@@ -80,6 +90,20 @@ class FakeSheets:
 
     rows: dict[str, Row] = field(default_factory=dict)
     upserts: list[dict[str, Row]] = field(default_factory=list)
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    #: The next upsert waits for it to be set (its rows decided, its lock held).
+    gate: asyncio.Event | None = None
+
+    @contextlib.asynccontextmanager
+    async def locked(self, title: str) -> AsyncIterator[None]:
+        async with self.lock:
+            yield
+
+    def request_budgets(self) -> tuple[RequestBudget, ...]:
+        return ()
+
+    async def read_ahead(self, sheet: SheetSettings, urls: Collection[str]) -> None:
+        """Nothing to read: rows are found by URL."""
 
     async def upsert(
         self,
@@ -87,12 +111,24 @@ class FakeSheets:
         rows: Mapping[str, Row],
         *,
         only_if_missing: Collection[str] = (),
-    ) -> None:
+    ) -> UpsertReport:
+        gate, self.gate = self.gate, None
+        if gate is not None:
+            await gate.wait()
         self.upserts.append(dict(rows))
-        for url, cells in rows.items():
-            if url in self.rows and url in only_if_missing:
-                continue
-            self.rows.setdefault(url, {}).update(cells)
+        written = [u for u in rows if u not in self.rows or u not in only_if_missing]
+        appended = sum(1 for url in written if url not in self.rows)
+        for url in written:
+            self.rows.setdefault(url, {}).update(rows[url])
+        return UpsertReport(
+            sheet.title,
+            len(written) - appended,
+            appended,
+            len(rows) - len(written),
+            RequestCount(),
+            (),
+            0.0,
+        )
 
 
 @dataclass
@@ -206,3 +242,36 @@ def test_late_webhooks_after_a_deletion_leave_one_flagged_row(make_daemon: MakeD
     assert rows[url]["Name"] == "Ada Final"
     assert rows[sim.url_for("membership", kept["id"])]["Deleted"] == ""
     assert daemon.stop() == 0
+
+
+async def test_a_resync_deciding_before_a_webhook_never_overwrites_it(
+    rig: Rig, tmp_path: Path
+) -> None:
+    """Decide, write and save happen under the worksheet's lock: a webhook flush that starts
+    while a re-sync's older rows are on their way waits, then decides from the saved state."""
+    rig.cobot.objects[URL] = member("Ada")
+    await rig.webhook("created_membership")
+    await rig.flush()
+    settings = worker_settings(tmp_path)
+    resync = Resync(
+        settings.resync,
+        settings.cobot,
+        ZoneInfo("UTC"),
+        rig.store,
+        rig.cobot,
+        rig.sheets,  # type: ignore[arg-type]
+    )
+    sheet = settings.sheets[0]
+    listed = Seen(member("Ada Listed"), time.time())
+    rig.cobot.objects[URL] = member("Ada Newer")  # changed after the listing
+
+    gate = rig.sheets.gate = asyncio.Event()
+    older = asyncio.create_task(resync._write(sheet, {URL: listed}, SheetSummary("", "", "")))
+    await asyncio.sleep(0.05)  # the re-sync decided and waits inside its write
+    await rig.webhook("updated_membership_details")
+    newer = asyncio.create_task(rig.flush())
+    await asyncio.sleep(0.05)
+    gate.set()
+    await asyncio.gather(older, newer)
+    assert rig.row()["Name"] == "Ada Newer"
+    assert [rows[URL]["Name"] for rows in rig.sheets.upserts[1:]] == ["Ada Listed", "Ada Newer"]

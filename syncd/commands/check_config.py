@@ -13,14 +13,18 @@ import sys
 from urllib.parse import urlsplit
 
 from syncd.cobot.client import CobotClient
+from syncd.cobot.errors import CobotUnavailable
 from syncd.cobot.subscriptions import MASK
 from syncd.commands.command import Command, add_config_option
+from syncd.commands.preview import path_warnings, sample_names, sample_payload
 from syncd.config.loading import inspect_settings
 from syncd.config.settings import Settings
 from syncd.core.errors import ConfigProblem, SyncdError
 from syncd.intake.resources import is_loopback_host
 from syncd.ops.logs import configure_logging
+from syncd.sheets.errors import SheetsUnavailable
 from syncd.sheets.writer import SheetsWriter
+from syncd.store.budgets import sheets_budgets
 
 #: One retry is enough to ride out a blip; an unreachable service should not keep the user
 #: waiting through the daemon's long backoff.
@@ -43,8 +47,10 @@ def run(args: argparse.Namespace) -> int:
     if not args.offline:
         configure_logging("error", "text", secrets=settings.secret_values())
         problems += asyncio.run(online_problems(settings))
-    for problem in problems:
-        print(f"syncd: error: {problem.render(str(args.config))}", file=sys.stderr)
+    for problem in dict.fromkeys(problems):  # each once, though two checks may meet it
+        print(f"syncd: error: {one_line(problem.render(str(args.config)))}", file=sys.stderr)
+    for warning in mapping_warnings(settings):
+        print(f"syncd: warning: {args.config}: {warning}", file=sys.stderr)
     for note in [] if args.offline else skipped_checks(settings):
         print(f"syncd: note: {note}", file=sys.stderr)
     if problems:
@@ -56,6 +62,11 @@ def run(args: argparse.Namespace) -> int:
     for line in describe_plan(settings):
         print(line)
     return 0
+
+
+def one_line(text: str) -> str:
+    """A problem as one line, however many its message spans."""
+    return " ".join(text.split())
 
 
 def describe_plan(settings: Settings) -> list[str]:
@@ -70,6 +81,23 @@ def describe_plan(settings: Settings) -> list[str]:
     for sheet in settings.sheets:
         lines.append(f"  - {sheet.title!r} ({sheet.resource}): headers {', '.join(sheet.headers)}")
     return lines
+
+
+def mapping_warnings(settings: Settings) -> list[str]:
+    """Column paths that match nothing in the bundled sample of their worksheet's kind.
+
+    Warnings, not problems: a space's own fields (custom fields) are in no sample, and only
+    ``syncd preview --url`` against the real space can tell. A typo is caught here, offline.
+    """
+    samples = set(sample_names())
+    warnings = []
+    for sheet in settings.sheets:
+        if sheet.resource in samples:
+            payload = sample_payload(settings, sheet.resource, None)
+            warnings += [
+                f"sheets.{sheet.title}.columns: {w}" for w in path_warnings(sheet, payload)
+            ]
+    return warnings
 
 
 def offline_problems(settings: Settings) -> list[ConfigProblem]:
@@ -110,14 +138,25 @@ async def online_problems(settings: Settings) -> list[ConfigProblem]:
     problems = []
     if _can_check_cobot(settings):
         try:
-            async with CobotClient(settings.cobot, max_attempts=CHECK_ATTEMPTS) as cobot:
+            async with CobotClient(
+                settings.cobot, max_attempts=CHECK_ATTEMPTS, state_dir=settings.state_dir
+            ) as cobot:
                 await cobot.list_subscriptions()
+        except CobotUnavailable as exc:  # the network or Cobot failed, not a setting
+            unreachable = f"cannot reach {exc.host}: {exc.reason}; check the network"
+            problems.append(ConfigProblem("", unreachable if exc.host else f"{exc}"))
         except SyncdError as exc:
             problems.append(ConfigProblem("cobot.access_token", str(exc)))
     if _can_check_sheets(settings):
-        writer = SheetsWriter(settings.google, max_attempts=CHECK_ATTEMPTS)
+        writer = SheetsWriter(
+            settings.google,
+            **sheets_budgets(settings.state_dir, settings.google),
+            max_attempts=CHECK_ATTEMPTS,
+        )
         try:
             await writer.check_access()
+        except SheetsUnavailable as exc:  # the network or Google failed, not a setting
+            problems.append(ConfigProblem("", f"cannot reach Google Sheets: {exc}"))
         except SyncdError as exc:
             problems.append(ConfigProblem("google.spreadsheet_id", str(exc)))
         finally:

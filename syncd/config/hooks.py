@@ -4,6 +4,7 @@ checks that span several keys. Each hook turns a loaded section into its setting
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -12,6 +13,8 @@ from syncd.config.draft import Draft, Report
 from syncd.config.settings import CobotSettings, GoogleSettings, Settings, SheetSettings
 from syncd.core.events import EVENTS
 
+#: A spreadsheet's address as the browser shows it: the id is the part after ``/d/``.
+SPREADSHEET_URL = re.compile(r"https?://docs\.google\.com/spreadsheets/(?:u/\d+/)?d/([\w-]+)")
 #: What a Google service-account key must hold for the daemon to sign in with it.
 SERVICE_ACCOUNT_FIELDS = ("client_email", "private_key", "token_uri")
 
@@ -28,7 +31,19 @@ def finish_cobot(draft: Draft) -> CobotSettings:
 
 
 def finish_google(draft: Draft) -> GoogleSettings:
-    """The key file is read here, so that a missing or broken key is a config problem."""
+    """The key file is read here, so that a missing or broken key is a config problem; a
+    spreadsheet's whole address pasted as its id is taken for the id it holds."""
+    spreadsheet = draft.values.get("spreadsheet_id")
+    if isinstance(spreadsheet, str) and "/" in spreadsheet:
+        address = SPREADSHEET_URL.match(spreadsheet.strip())
+        if address:
+            draft.values["spreadsheet_id"] = address.group(1)
+        else:
+            draft.report.add(
+                draft.key_path("spreadsheet_id"),
+                "is not a spreadsheet id nor a Google Sheets address: copy the part between "
+                "/d/ and /edit from the spreadsheet's address",
+            )
     key_file = "service_account_file"
     info: dict[str, Any] = {}
     if draft.usable(key_file):
@@ -74,6 +89,13 @@ def finish_sheet(draft: Draft) -> SheetSettings:
                 f"{event} is about a {kinds}, but this sheet holds {sheet.resource} rows",
             )
     headers = [c.header for c in sheet.columns] + [sheet.key_column, sheet.deleted_column]
+    for header in headers:
+        if header != header.strip():
+            report.add(
+                draft.key_path("columns"),
+                f"header {header!r} has spaces around it: write it as {header.strip()!r} "
+                "(headers are matched exactly, and the spaces are easy to miss in the sheet)",
+            )
     duplicates = sorted({h for h in headers if headers.count(h) > 1})
     if duplicates:
         report.add(
@@ -104,19 +126,26 @@ def _check_filters(settings: Settings, report: Report) -> None:
                     "booking events; lead_time: booking_will_begin; fields: "
                     "updated_custom_field)",
                 )
+    # Cobot keeps one subscription per event, so its filters hold for every worksheet that
+    # lists the event: a filter one of them lacks would starve that one.
+    reported: set[str] = set()
     for event in settings.events:
-        seen: dict[str, Any] = {}
-        for sheet in settings.sheets:
-            if event not in sheet.events:
-                continue
-            for name, value in sheet.filters.items():
-                if name in seen and seen[name] != value:
-                    report.add(
-                        f"sheets.{sheet.title}.filters.{name}",
-                        f"another sheet subscribes {event} with a different "
-                        f"{name}; Cobot keeps one subscription per event",
-                    )
-                seen[name] = value
+        sharing = [sheet for sheet in settings.sheets if event in sheet.events]
+        first = _event_filters(sharing[0], event)
+        for sheet in sharing[1:]:
+            if _event_filters(sheet, event) != first and sheet.title not in reported:
+                reported.add(sheet.title)
+                report.add(
+                    f"sheets.{sheet.title}.filters",
+                    f"{event} is also listed by sheet {sharing[0].title!r} with other filters; "
+                    "Cobot keeps one subscription per event, so its filters would hold for "
+                    "both: give every sheet that lists an event the same filters",
+                )
+
+
+def _event_filters(sheet: SheetSettings, event: str) -> dict[str, Any]:
+    """The filters of ``sheet`` that the subscription to ``event`` takes."""
+    return {k: v for k, v in sheet.filters.items() if k in EVENTS[event].filters}
 
 
 #: The hook of each section that has one; every other section is built from its keys alone.

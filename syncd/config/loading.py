@@ -52,6 +52,12 @@ def inspect_settings(
         raise ConfigError(
             str(source), [ConfigProblem("", f"cannot read config file: {exc.strerror or exc}")]
         ) from None
+    except UnicodeDecodeError as exc:
+        line = exc.object[: exc.start].count(b"\n") + 1
+        problem = (
+            f"line {line}: byte 0x{exc.object[exc.start]:02x} is not UTF-8; save the file as UTF-8"
+        )
+        raise ConfigError(str(source), [ConfigProblem("", problem)]) from None
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
@@ -182,7 +188,10 @@ class _Loader:
         if raw.get(name) is not None:
             self.report.add(key, f"give either {name} or {file_key}, not both")
             return None
+        before = len(self.report.problems)
         path = self.interpolate(raw[file_key], f"{key}_file")
+        if len(self.report.problems) > before:
+            return None  # an unset variable, already reported: the path means nothing
         if not isinstance(path, str) or not path:
             self.report.add(f"{key}_file", "expected a file path")
             return None

@@ -145,8 +145,8 @@ class GoogleSettings:
     spreadsheet_id: str = field(
         metadata=key(
             "str",
-            "The spreadsheet's id (from its URL). Share it with the "
-            "service account's e-mail as Editor.",
+            "The spreadsheet's id, or its whole address (the id is taken from it). Share it "
+            "with the service account's e-mail as Editor.",
             required=True,
         )
     )
@@ -188,7 +188,9 @@ class SyncSettings:
     flush_interval_seconds: float = field(
         metadata=key(
             "float",
-            "Flush at the latest this long after the oldest waiting event arrived.",
+            "How long a burst of webhooks gathers before it is flushed (a few events flush "
+            "at once while the request budgets are plentiful); full batches flush at most "
+            "this often.",
             default=1.0,
             bounds=POSITIVE,
         )
@@ -199,8 +201,9 @@ class SyncSettings:
     max_attempts: int = field(
         metadata=key(
             "int",
-            "Attempts per event before it is dead-lettered "
-            "(see `syncd status` and `syncd replay`).",
+            "Attempts of an event whose own data is refused (or fails unexpectedly) before it "
+            "is dead-lettered (see `syncd status` and `syncd replay`); outages are retried "
+            "for as long as they last and never dead-letter.",
             default=12,
             bounds=POSITIVE,
         )

@@ -8,6 +8,7 @@ may name, whether it reports a deletion, and where a deletion embeds the deleted
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -193,3 +194,17 @@ def embedded_resource(spec: EventSpec, body: dict[str, Any]) -> dict[str, Any] |
         return nested
     top_level = {key: value for key, value in body.items() if key != "url"}
     return top_level or None
+
+
+def within_filters(filters: Mapping[str, Any], resource: Mapping[str, Any]) -> bool:
+    """Whether a worksheet's subscription filters let this resource through.
+
+    Cobot applies the filters to the webhooks it sends; the re-sync and the backfill list
+    every resource, so they apply the same filters, or a one-room sheet would fill with every
+    room's bookings. (``lead_time`` and ``fields`` choose when Cobot sends, not which.)
+    """
+    room = filters.get("resource_id")
+    if room is None:
+        return True
+    booked = resource.get("resource")
+    return isinstance(booked, Mapping) and str(booked.get("id")) == str(room)

@@ -156,6 +156,9 @@ class Metrics:
         self.oldest_pending_age = Gauge(
             "syncd_oldest_pending_age_seconds", "Age of the oldest waiting event."
         )
+        self.paused = Gauge(
+            "syncd_paused", "Things held for a person (Cobot, worksheets); see /healthz."
+        )
 
     def render(self) -> str:
         metrics: list[_Metric] = [
@@ -171,6 +174,7 @@ class Metrics:
             self.inbox_pending,
             self.inbox_dead,
             self.oldest_pending_age,
+            self.paused,
         ]
         return "\n".join(line for metric in metrics for line in metric.render()) + "\n"
 

@@ -3,7 +3,8 @@
 The work is the re-sync engine's (syncd/engine/resync.py); this module picks the worksheets
 and wires the engine to the clients (``syncd backfill`` shows its progress and summary). It is
 safe while the daemon runs: both hold the same lock file around every sheet upsert, so neither
-appends a URL the other is appending, and an interrupted backfill continues from its
+appends a URL the other is appending, both draw from the same request budgets (see
+store/budgets.py), and an interrupted backfill continues from its
 checkpoint when run again.
 """
 
@@ -18,6 +19,7 @@ from syncd.config.settings import Settings, SheetSettings
 from syncd.core.errors import UsageError
 from syncd.engine.resync import ProgressCallback, Resync, SheetSummary
 from syncd.sheets.writer import SheetsWriter
+from syncd.store.budgets import sheets_budgets
 from syncd.store.database import Store
 from syncd.store.filelock import sheets_lock_path
 
@@ -44,9 +46,14 @@ async def run_backfill(
     on_progress: ProgressCallback | None = None,
 ) -> list[SheetSummary]:
     store = Store.open(settings.state_dir)
-    writer = SheetsWriter(settings.google, lock_path=sheets_lock_path(settings.state_dir))
+    writer = SheetsWriter(
+        settings.google,
+        **sheets_budgets(settings.state_dir, settings.google),
+        lock_path=sheets_lock_path(settings.state_dir),
+        stored_rows=store.written_rows,
+    )
     try:
-        async with CobotClient(settings.cobot) as cobot:
+        async with CobotClient(settings.cobot, state_dir=settings.state_dir) as cobot:
             engine = Resync(
                 settings.resync,
                 settings.cobot,

@@ -6,7 +6,8 @@ Planned around Cobot's limits: v1 lists are bare arrays cut by date windows, and
 60 requests per minute per user, the membership list only 6. So a worksheet costs:
 
 - memberships: one complete listing (``all=true``), which also reveals deletions: a known
-  row whose URL the listing lacks is flagged deleted, unless that would flag more than
+  row whose URL the listing lacks is fetched on its own and flagged deleted only when that
+  answers 404 (one that answers 200 is updated instead), unless the listing lacks more than
   ``resync.max_deleted_share`` of the sheet (then none is, and the stop is recorded in meta);
 - invoices, bookings, check-ins: one request per ``resync.window_days`` window over the span
   (``history_days`` back, bookings also ahead); a window Cobot refuses (422) is split in half,
@@ -14,10 +15,12 @@ Planned around Cobot's limits: v1 lists are bare arrays cut by date windows, and
 - other kinds have no list endpoint and are left to their webhooks.
 
 Every Cobot request is background work (``urgent=False``): webhook fetches go first on the
-shared budget. Rows are built exactly as the worker builds them and compared with the stored
-fingerprints; they are written in chunks of ``CHUNK_ROWS``, each one upsert costing one read
-and, only when something changed or a row is missing, one write. A re-sync of an unchanged
-space therefore writes nothing.
+shared budget. Rows are built exactly as the worker builds them, under the same ordering rule
+(a row holding a later observation than the listing's is left alone), and compared with the
+stored fingerprints; they are written in chunks of ``CHUNK_ROWS``, each chunk's row states read,
+its rows decided and written (one read and, only when something changed or a row is missing,
+one write) and its states saved under the worksheet's lock. A re-sync of an unchanged space
+therefore writes nothing.
 
 Resumable: after each window whose rows are in the sheet, a checkpoint per (worksheet, mode)
 in the store's meta records where the next window starts; a rerun of the same span continues
@@ -41,7 +44,8 @@ from apscheduler.triggers.base import BaseTrigger
 from syncd.cobot.client import CobotClient
 from syncd.cobot.errors import CobotRequestError
 from syncd.config.settings import CobotSettings, ResyncSettings, SheetSettings
-from syncd.core.events import resource_kind_of_path
+from syncd.core.errors import SyncdError
+from syncd.core.events import resource_kind_of_path, within_filters
 from syncd.engine.resync_plan import (
     COMPLETE_KINDS,
     LISTED_KINDS,
@@ -51,7 +55,7 @@ from syncd.engine.resync_plan import (
     default_span,
     unlisted_reason,
 )
-from syncd.intake.resources import resource_url
+from syncd.intake.resources import ResourceRef, resource_url
 from syncd.mapping.cells import deletion_stamp
 from syncd.mapping.rows import mapped_row
 from syncd.sheets.writer import SheetsWriter, UpsertReport
@@ -128,6 +132,14 @@ class Progress:
 
 
 ProgressCallback = Callable[[Progress], None]
+
+
+@dataclass(frozen=True)
+class Seen:
+    """A resource as one Cobot request showed it (None: gone), and when it was asked."""
+
+    resource: JSONObject | None
+    observed_at: float
 
 
 # --------------------------------------------------------------------------------------------
@@ -214,22 +226,47 @@ class Resync:
     # -- memberships: one complete listing ------------------------------------------------
 
     async def _complete_listing(self, sheet: SheetSettings, summary: SheetSummary) -> None:
+        observed_at = self.clock()
         items = await self.cobot.list_memberships(all=True)
         summary.cobot_requests += 1
-        listed = self._by_url(sheet.resource, items)
+        listed = self._by_url(sheet.resource, items, observed_at)
         known = await self.store.all_row_states(sheet.title)
         absent = [url for url, s in known.items() if s.deleted_at is None and url not in listed]
-        gone = await self._deletions(sheet, absent, len(known), summary)
-        await self._write(sheet, {**listed, **dict.fromkeys(gone)}, summary, known)
+        if await self._within_share(sheet, absent, len(known), summary):
+            listed.update(await self._confirm_absent(sheet.resource, absent, summary))
+        await self._write(sheet, listed, summary)
         self._progress(Progress(sheet.title, 1, 1, len(items)))
 
-    async def _deletions(
+    async def _confirm_absent(
+        self, kind: str, absent: list[str], summary: SheetSummary
+    ) -> dict[str, Seen]:
+        """Each absent URL as its own GET shows it: only a 404 flags a row deleted.
+
+        A listing's completeness rests on a parameter Cobot does not document (``all=true``);
+        deletions are rare, so asking for each absent resource costs a few requests. One that
+        cannot be fetched now is left as it is until the next run.
+        """
+        seen: dict[str, Seen] = {}
+        for url in absent:
+            _, ident = resource_kind_of_path(urlsplit(url).path) or ("", "")
+            summary.cobot_requests += 1
+            try:
+                fetched = await self.cobot.fetch(ResourceRef(kind, ident, url), urgent=False)
+            except SyncdError as exc:
+                log.warning("%s is missing from the listing and could not be fetched: %s", url, exc)
+                continue
+            seen[url] = Seen(fetched.data, fetched.observed_at)
+            if fetched.status == "gone":
+                summary.deleted += 1
+        return seen
+
+    async def _within_share(
         self, sheet: SheetSettings, absent: list[str], rows: int, summary: SheetSummary
-    ) -> list[str]:
-        """The absent URLs to flag deleted, or none when that many looks like a fault.
+    ) -> bool:
+        """Whether the absent rows are few enough to be deletions rather than a fault.
 
         An empty or truncated listing (a Cobot bug, a token that lost its admin rights)
-        must not flag a whole sheet deleted.
+        must not flag a whole sheet deleted; a safety stop is recorded otherwise.
         """
         share = self.resync.max_deleted_share
         if absent and len(absent) > share * rows:
@@ -242,11 +279,10 @@ class Resync:
             summary.safety_stop = message
             stop = SafetyStop(self.clock(), len(absent), rows, message)
             await self.store.meta.save_safety_stop(sheet.title, stop)
-            return []
+            return False
         if await self.store.meta.safety_stop(sheet.title) is not None:
             await self.store.meta.save_safety_stop(sheet.title, None)
-        summary.deleted = len(absent)
-        return absent
+        return True
 
     # -- invoices, bookings, check-ins: date windows --------------------------------------
 
@@ -260,12 +296,14 @@ class Resync:
             summary.resumed_from = start.isoformat()
             log.info("%s: continuing the interrupted %s from %s", sheet.title, mode, start)
         windows = span.windows(self.resync.window_days, start)
-        pending: dict[str, JSONObject | None] = {}
+        pending: dict[str, Seen] = {}
         listed = 0
         for number, window in enumerate(windows, 1):
+            observed_at = self.clock()
             items = await self._list_window(sheet.resource, window, summary)
+            items = [item for item in items if within_filters(sheet.filters, item)]
             listed += len(items)
-            pending.update(self._by_url(sheet.resource, items))
+            pending.update(self._by_url(sheet.resource, items, observed_at))
             last = number == len(windows)
             if last or len(pending) >= CHUNK_ROWS:
                 await self._write(sheet, pending, summary)
@@ -313,16 +351,19 @@ class Resync:
 
     # -- rows -----------------------------------------------------------------------------
 
-    def _by_url(self, kind: str, items: Sequence[JSONObject]) -> dict[str, JSONObject | None]:
-        """Items by canonical URL, rebuilt from the id exactly as the webhook path does."""
-        found: dict[str, JSONObject | None] = {}
+    def _by_url(
+        self, kind: str, items: Sequence[JSONObject], observed_at: float
+    ) -> dict[str, Seen]:
+        """Items by canonical URL, rebuilt from the id exactly as the webhook path does, seen
+        present when the listing was asked for (no later than Cobot answered it)."""
+        found: dict[str, Seen] = {}
         unusable = 0
         for item in items:
             url = self._url_of(kind, item.get("id"))
             if url is None:
                 unusable += 1
             else:
-                found[url] = item
+                found[url] = Seen(item, observed_at)
         if unusable:
             log.warning("%d %s item(s) from Cobot had no usable id; skipped", unusable, kind)
         return found
@@ -334,45 +375,49 @@ class Resync:
         return url if resource_kind_of_path(urlsplit(url).path) == (kind, str(ident)) else None
 
     async def _write(
-        self,
-        sheet: SheetSettings,
-        resources: Mapping[str, JSONObject | None],
-        summary: SheetSummary,
-        known: Mapping[str, RowState] | None = None,
+        self, sheet: SheetSettings, seen: Mapping[str, Seen], summary: SheetSummary
     ) -> None:
-        """Upsert changed and missing rows in chunks; record each chunk's new states.
+        """Upsert changed and missing rows in chunks, each under the worksheet's lock: read
+        the chunk's row states, decide its rows, write them and save their states.
 
-        ``None`` as a resource flags the row deleted now, keeping its other cells.
+        A resource seen as None flags the row deleted, keeping its other cells.
         """
-        if not resources:
-            return
-        if known is None:
-            known = await self.store.row_states(sheet.title, resources)
-        stamp = deletion_stamp(datetime.fromtimestamp(self.clock(), UTC))
-        rows, states, unchanged = {}, {}, set()
-        for url, resource in resources.items():
-            previous = known.get(url)
-            row = mapped_row(
-                sheet,
-                url,
-                resource,
-                self.tz,
-                flagged_at=previous.deleted_at if previous else None,
-                deleted_now=stamp if resource is None else None,
-            )
-            states[url] = RowState(row.fingerprint, row.deleted_at)
-            rows[url] = row.cells
-            if previous is not None and previous.fingerprint == row.fingerprint:
-                unchanged.add(url)
-        urls = list(rows)
+        urls = list(seen)
         for first in range(0, len(urls), CHUNK_ROWS):
             chunk = urls[first : first + CHUNK_ROWS]
-            report = await self.sheets.upsert(
-                sheet, {url: rows[url] for url in chunk}, only_if_missing=unchanged & set(chunk)
-            )
-            written = {url: states[url] for url in chunk if url not in unchanged}
-            if written:
-                await self.store.complete([], {sheet.title: written})
+            async with self.sheets.locked(sheet.title):
+                known = await self.store.row_states(sheet.title, chunk)
+                rows, states, unchanged = {}, {}, set()
+                for url in chunk:
+                    observed, previous = seen[url], known.get(url)
+                    stamp = deletion_stamp(datetime.fromtimestamp(observed.observed_at, UTC))
+                    row = mapped_row(
+                        sheet,
+                        url,
+                        observed.resource,
+                        self.tz,
+                        observed_at=observed.observed_at,
+                        held=previous,
+                        deleted_now=stamp if observed.resource is None else None,
+                    )
+                    if row is None:
+                        continue  # the row holds a later observation (a webhook's)
+                    states[url] = RowState(
+                        row.fingerprint, row.deleted_at, row.observed_at, row.cells
+                    )
+                    rows[url] = row.cells
+                    if previous is not None and previous.fingerprint == row.fingerprint:
+                        unchanged.add(url)
+                if len(rows) < len(chunk):
+                    log.info(
+                        "%s: left %d row(s) that hold later data than this listing",
+                        sheet.title,
+                        len(chunk) - len(rows),
+                    )
+                if not rows:
+                    continue
+                report = await self.sheets.upsert(sheet, rows, only_if_missing=unchanged)
+                await self.store.complete([], {sheet.title: states})
             summary.record(report)
 
     def _progress(self, progress: Progress) -> None:

@@ -15,7 +15,11 @@ from syncd.core.errors import Action, SyncdError
 from syncd.intake.resources import ResourceRef
 from syncd.store.inbox import InboxEvent
 
-Stage = Literal["fetch", "write"]
+Stage = Literal["fetch", "map", "write", "flush"]
+#: What a failed fetch holds up, as a pause names it (a failed write: its worksheet's title).
+COBOT = "Cobot"
+#: Longest text of an unforeseen exception kept as an event's error.
+UNEXPECTED_CHARS = 300
 
 
 @dataclass
@@ -42,6 +46,20 @@ class UrlWork:
         )
 
 
+class UnexpectedError(SyncdError):
+    """An exception no stage foresaw (a bug, data no rule covers), around the events it held up.
+
+    Treated like a refusal: the events it concerns spend their attempts and are then
+    dead-lettered, so one such event can never hold the queue up for good.
+    """
+
+    action = Action.DEAD_LETTER
+
+    def __init__(self, exc: BaseException) -> None:
+        text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        super().__init__(f"unexpected {type(exc).__name__}: {text[:UNEXPECTED_CHARS]}".rstrip(": "))
+
+
 @dataclass(frozen=True)
 class Failure:
     """The events one failed fetch or worksheet write held up, and the error that did it."""
@@ -49,6 +67,8 @@ class Failure:
     stage: Stage
     error: SyncdError
     events: list[InboxEvent]
+    #: What failed, as a pause names it: Cobot for a fetch, the worksheet for a write.
+    where: str = COBOT
 
     @property
     def message(self) -> str:
@@ -58,9 +78,11 @@ class Failure:
 def failure_action(event: InboxEvent, error: SyncdError, max_attempts: int) -> Action:
     """What becomes of one event whose work failed with ``error``.
 
-    The error decides; a retry due on the event's last attempt dead-letters it instead. A
-    pause spends no attempt, so an event waiting for a person is never dead-lettered.
+    A temporary failure is retried for as long as it lasts and never dead-letters: an outage
+    of Google or Cobot only delays events. A pause holds the events without spending an
+    attempt. A failure tied to the event itself is retried like a temporary one until its
+    ``max_attempts``-th attempt, which dead-letters it.
     """
-    if error.action is Action.RETRY and event.attempts + 1 >= max_attempts:
-        return Action.DEAD_LETTER
+    if error.action is Action.DEAD_LETTER and event.attempts + 1 < max_attempts:
+        return Action.RETRY
     return error.action

@@ -1,15 +1,17 @@
 """The worker: drains the inbox in batches through fetch -> map -> write.
 
 One flush takes the due events, folds every event about one URL into one unit of work (one
-fetch, one row per worksheet), writes each worksheet's rows in one upsert, and only then marks
-the events done, in the same transaction that records each row's fingerprint. A crash at any
-point therefore leaves the events pending, and the retry finds the rows by URL instead of
-adding them twice.
+fetch, one row per worksheet), and per worksheet, under the worksheet's lock, decides the rows
+from the row states (the ordering rule of mapping/rows.py), writes them in one upsert and saves
+their states; only then are the events marked done. A crash at any point therefore leaves the
+events pending, and the retry finds the rows by URL instead of adding them twice.
 
 A failed fetch or write leaves its events to what the error says (``Action``): a temporary
-failure is retried with backoff until ``sync.max_attempts``, one that needs a person (a
-revoked token, a spreadsheet not shared) holds the events without spending attempts, and one
-that is permanent for the event dead-letters it at once.
+failure is retried with capped backoff for as long as it lasts, one that needs a person (a
+revoked token, a spreadsheet not shared) holds the events without spending attempts and is
+reported as a pause until a fetch or write succeeds again, and one tied to the event itself
+is dead-lettered after ``sync.max_attempts``. A write refused for a batch is split in halves
+until the refused rows are found, so one poisoned row never holds the others up.
 """
 
 from __future__ import annotations
@@ -28,12 +30,14 @@ from zoneinfo import ZoneInfo
 from syncd.cobot.client import CobotClient, Fetched
 from syncd.cobot.fetching import fetch_many, plan_fetches
 from syncd.config.settings import SheetSettings, SyncSettings
-from syncd.core.errors import Action, SyncdError
+from syncd.core.errors import SyncdError
 from syncd.core.events import EVENTS, embedded_resource, resource_kind_of_path
 from syncd.core.metrics import Metrics
-from syncd.core.retry import Backoff
 from syncd.engine.eventlog import EventLog
-from syncd.engine.work import Failure, UrlWork, failure_action
+from syncd.engine.isolation import upsert_isolating
+from syncd.engine.pacing import Pacer
+from syncd.engine.settle import RETRY_BASE_SECONDS, Settler
+from syncd.engine.work import COBOT, Failure, UnexpectedError, UrlWork
 from syncd.intake.resources import ResourceRef
 from syncd.mapping.cells import Row, deletion_stamp
 from syncd.mapping.rows import mapped_row, sheets_for
@@ -45,7 +49,6 @@ from syncd.store.rows import RowState
 
 log = logging.getLogger("syncd.worker")
 
-RETRY_BASE_SECONDS = 5.0
 #: An idle worker still looks at the inbox this often, to notice events that another process
 #: (``syncd replay``, a backfill) made due without waking it.
 IDLE_POLL_SECONDS = 5.0
@@ -53,9 +56,6 @@ IDLE_POLL_SECONDS = 5.0
 ROWS_PER_YIELD = 50
 #: Longest a full batch waits, in flush intervals, for a flood of webhooks to subside.
 MAX_YIELD_INTERVALS = 10
-#: Events held for a person are looked at again this often (at most sync.retry_max_seconds):
-#: soon after someone fixed the cause, and rarely enough to cost little until then.
-PAUSE_SECONDS = 300.0
 #: Seconds of the Cobot request budget one flush may spend on single fetches.
 FLUSH_FETCH_SECONDS = 10
 
@@ -68,8 +68,12 @@ class SheetBatch:
     rows: dict[str, Row] = field(default_factory=dict)
     states: dict[str, RowState] = field(default_factory=dict)
     unchanged: set[str] = field(default_factory=set)
-    #: What the upsert did, once it succeeded.
-    report: UpsertReport | None = None
+    #: The row states the rows were decided on.
+    known: dict[str, RowState] = field(default_factory=dict)
+    #: URLs whose row holds a later observation than this flush's: left as they are.
+    superseded: set[str] = field(default_factory=set)
+    #: What the upserts did (more than one when a refused batch was split).
+    reports: list[UpsertReport] = field(default_factory=list)
 
 
 class Worker:
@@ -102,13 +106,16 @@ class Worker:
             sync.fetch_concurrency, cobot_requests_per_minute * FLUSH_FETCH_SECONDS // 60
         )
         self.clock = clock
-        self.backoff = Backoff(RETRY_BASE_SECONDS, sync.retry_max_seconds, jitter=0.5)
+        self.settler = Settler(sync, store, metrics, clock)
+        self.pauses = self.settler.pauses
         self._wake = asyncio.Event()
         self._arrivals = 0
         self._recent_arrivals: deque[float] = deque(maxlen=sync.batch_size)
         self._last_flush_at = float("-inf")
+        self.pacer = Pacer([*writer.request_budgets(), cobot.request_budget()], sync, clock)
         self.last_write_at: float | None = None
         self.last_error: str | None = None
+        #: What is held for a person, by what it holds up (COBOT or a worksheet title).
 
     # -- scheduling ------------------------------------------------------------------------
 
@@ -126,15 +133,16 @@ class Worker:
 
     async def run(self, stop: asyncio.Event) -> None:
         """Flush until ``stop`` is set; an in-flight flush always completes first."""
+        await self.pauses.reset()
         while not stop.is_set():
             try:
                 await self._step(stop)
             except asyncio.CancelledError:
                 raise
-            except Exception as exc:  # a bug must not kill the daemon: log, back off, go on
-                log.exception("flush failed unexpectedly; retrying in 5 s")
-                self.last_error = f"flush failed: {type(exc).__name__}"
-                await _sleep_or_stop(stop, 5.0)
+            except Exception as exc:  # the store failed, or a bug: log, back off, go on
+                log.exception("the worker failed unexpectedly; trying again in 5 s")
+                self.last_error = str(UnexpectedError(exc))
+                await _sleep_or_stop(stop, RETRY_BASE_SECONDS)
 
     async def _step(self, stop: asyncio.Event) -> None:
         batch_size = self.sync.batch_size
@@ -145,9 +153,10 @@ class Worker:
             await self._wait_for_work(stop, min(wait, IDLE_POLL_SECONDS))
             return
         if len(events) < batch_size:
-            # Give a burst a moment to gather, so it costs one flush instead of many.
+            # Events that arrived while the last flush was in flight are all here; more
+            # gather only for a flood or as the request budgets run low (engine/pacing.py).
             oldest = min(event.received_at for event in events)
-            remaining = oldest + self.sync.flush_interval_seconds - self.clock()
+            remaining = self.pacer.wait(len(events), oldest, any(e.attempts for e in events))
             if remaining > 0 and self._arrivals < batch_size:
                 await self._wait_for_work(stop, remaining, until_full=True)
                 return
@@ -170,6 +179,7 @@ class Worker:
                 return
         self._arrivals = 0
         self._last_flush_at = self.clock()
+        self.pacer.started()
         await self.flush(events)
 
     async def _wait_for_work(
@@ -193,7 +203,28 @@ class Worker:
     # -- one flush ------------------------------------------------------------------------
 
     async def flush(self, events: list[InboxEvent]) -> None:
-        """Process one batch of due events end to end."""
+        """Process one batch of due events end to end; an unforeseen exception cannot stall it.
+
+        The batch is split in halves (whole URLs each) and each half flushed on its own, down
+        to a single URL, whose events then spend an attempt like any refused event's. So the
+        other events go through, and the poisoned one is dead-lettered after its attempts.
+        """
+        try:
+            await self._flush(events)
+        except SyncdError:
+            raise  # foreseen, and not about these events (the store failed): run() waits
+        except Exception as exc:
+            urls = list(dict.fromkeys(event.url for event in events))
+            if len(urls) == 1:
+                log.exception("flush of %d event(s) for one URL failed", len(events))
+                await self._settle(Failure("flush", UnexpectedError(exc), events))
+                return
+            log.exception("flush of %d URL(s) failed; flushing each half alone", len(urls))
+            first = set(urls[: len(urls) // 2])
+            await self.flush([e for e in events if e.url in first])
+            await self.flush([e for e in events if e.url not in first])
+
+    async def _flush(self, events: list[InboxEvent]) -> None:
         started = time.monotonic()
         works, unmapped = self._group(events)
         works = self._limit_fetches(works)
@@ -208,19 +239,23 @@ class Worker:
         ready = [work for work in works if work.error is None]
         failures = [Failure("fetch", w.error, w.events) for w in works if w.error is not None]
         batches = await self._build_batches(ready)
-        done_ids, states, write_failures = await self._write_all(batches, ready)
+        failures += [Failure("map", w.error, w.events) for w in ready if w.error is not None]
+        ready = [work for work in ready if work.error is None]
+        done_ids, write_failures = await self._write_all(batches, ready)
         failures += write_failures
         # Before anything is marked done, so a crash leaves rows the retry overwrites.
         await self.event_log.record(unmapped, ready, done_ids, failures)
         if unmapped:
             await self.store.complete([event.id for event in unmapped])
         if done_ids:
-            await self.store.complete(done_ids, states)
+            await self.store.complete(done_ids)
         for failure in failures:
             await self._settle(failure)
+        succeeded = [title for title, batch in batches.items() if batch.reports]
+        await self.pauses.end([*succeeded, *([COBOT] if any(w.fetched for w in works) else [])])
         if done_ids:
             self.last_write_at = self.clock()
-        reports = [batch.report for batch in batches.values() if batch.report is not None]
+        reports = [report for batch in batches.values() for report in batch.reports]
         await self._record_flush(reports, failures)
         fields: dict[str, object] = {
             "events": len(events),
@@ -317,11 +352,22 @@ class Worker:
         return kept
 
     async def _fetch_all(self, works: list[UrlWork]) -> None:
-        """Fetch every non-deleted URL, a burst of one kind in as few requests as it allows."""
+        """Fetch every non-deleted URL, a burst of one kind in as few requests as it allows.
+
+        A flush whose fetches go out in one round has the layout of the first worksheet it
+        writes read meanwhile (``SheetsWriter.read_ahead``), so a lone change costs about one
+        Cobot and one Sheets round trip instead of three in a row.
+        """
         wanted = [work for work in works if work.deletion is None]
-        results = await fetch_many(
+        fetching = fetch_many(
             self.cobot, [w.ref for w in wanted], concurrency=self.sync.fetch_concurrency
         )
+        first = next((s for s in self.sheets if any(s in w.sheets for w in works)), None)
+        if first is not None and 0 < len(wanted) <= self.sync.fetch_concurrency:
+            urls = [w.ref.url for w in works if first in w.sheets]
+            results, _ = await asyncio.gather(fetching, self.writer.read_ahead(first, urls))
+        else:
+            results = await fetching
         for work in wanted:
             result = results[work.ref.url]
             if isinstance(result, Fetched):
@@ -336,98 +382,115 @@ class Worker:
             if not urls:
                 continue
             known = await self.store.row_states(sheet.title, urls)
-            batch = batches[sheet.title] = SheetBatch(sheet)
+            batch = batches[sheet.title] = SheetBatch(sheet, known=known)
             for count, work in enumerate(w for w in works if sheet in w.sheets):
-                self._add_row(batch, work, known.get(work.ref.url))
+                try:
+                    self._add_row(batch, work, known.get(work.ref.url))
+                except Exception as exc:  # data no rule foresaw: this URL fails, not the flush
+                    log.exception("mapping %s for %s failed", work.ref.url, sheet.title)
+                    work.error = UnexpectedError(exc)
                 if count % ROWS_PER_YIELD == ROWS_PER_YIELD - 1:
                     await asyncio.sleep(0)  # the receiver shares this loop: let it answer
         return batches
 
     def _add_row(self, batch: SheetBatch, work: UrlWork, known: RowState | None) -> None:
-        """Decide the cells of one row; an unchanged row is only re-created if missing."""
+        """Decide the cells of one row under the ordering rule (``mapped_row``): a row holding
+        a later observation is left alone, an unchanged one is only re-created if missing."""
         url = work.ref.url
         resource: Mapping[str, object] | None = None
         deleted_now: str | None = None
         if work.deletion is not None:
             resource = embedded_resource(EVENTS[work.deletion.event], work.deletion.body)
-            deleted_now = deletion_stamp(datetime.fromtimestamp(work.deletion.received_at, UTC))
-        elif work.fetched is not None and work.fetched.status == "gone":
-            deleted_now = deletion_stamp(datetime.fromtimestamp(self.clock(), UTC))
+            observed_at = work.deletion.received_at
+            deleted_now = deletion_stamp(datetime.fromtimestamp(observed_at, UTC))
         elif work.fetched is not None:
-            resource = work.fetched.data
+            observed_at = work.fetched.observed_at
+            if work.fetched.status == "gone":
+                deleted_now = deletion_stamp(datetime.fromtimestamp(observed_at, UTC))
+            else:
+                resource = work.fetched.data
+        else:
+            raise AssertionError(f"{url} was neither fetched nor deleted")
+        for decided in (batch.rows, batch.states):
+            decided.pop(url, None)
+        batch.unchanged.discard(url)
+        batch.superseded.discard(url)
         row = mapped_row(
             batch.sheet,
             url,
             resource,
             self.tz,
-            flagged_at=known.deleted_at if known else None,
+            observed_at=observed_at,
+            held=known,
             deleted_now=deleted_now,
         )
+        if row is None:
+            batch.superseded.add(url)
+            return
         if known is not None and known.fingerprint == row.fingerprint:
             batch.unchanged.add(url)
         batch.rows[url] = row.cells
-        batch.states[url] = RowState(fingerprint=row.fingerprint, deleted_at=row.deleted_at)
+        batch.states[url] = RowState(row.fingerprint, row.deleted_at, row.observed_at, row.cells)
+
+    async def _decide_again(self, batch: SheetBatch, works: list[UrlWork]) -> None:
+        """Under the worksheet's lock: decide again each row whose state another writer (a
+        re-sync, a backfill) saved since the batch was built, so no decision is stale."""
+        urls = [*batch.rows, *batch.superseded]
+        fresh = await self.store.row_states(batch.sheet.title, urls)
+        for work in works:
+            url = work.ref.url
+            if url in urls and fresh.get(url) != batch.known.get(url):
+                self._add_row(batch, work, fresh.get(url))
 
     async def _write_all(
         self, batches: Mapping[str, SheetBatch], works: list[UrlWork]
-    ) -> tuple[list[int], dict[str, dict[str, RowState]], list[Failure]]:
-        """Upsert each worksheet's rows; a URL is done once every worksheet it goes to is."""
+    ) -> tuple[list[int], list[Failure]]:
+        """Upsert each worksheet's rows and save their states; a URL is done once every
+        worksheet it goes to is."""
         written: set[tuple[str, str]] = set()
-        states: dict[str, dict[str, RowState]] = {}
-        errors: dict[str, SyncdError] = {}
+        errors: dict[tuple[str, str], SyncdError] = {}
         for title, batch in batches.items():
-            try:
-                batch.report = await self.writer.upsert(
-                    batch.sheet, batch.rows, only_if_missing=batch.unchanged
+            # Decide, write and save under one lock: see mapping/rows.py's ordering rule.
+            async with self.writer.locked(title):
+                await self._decide_again(batch, works)
+                refused = await upsert_isolating(
+                    self.writer, batch.sheet, batch.rows, batch.unchanged, batch.reports
                 )
-            except SyncdError as exc:
-                errors[title] = exc
-                log.warning("writing %s failed: %s", title, exc)
-                continue
+                saved = {u: s for u, s in batch.states.items() if u not in refused}
+                await self.store.complete([], {title: saved})
+            errors.update(((title, url), error) for url, error in refused.items())
             self.metrics.events_processed.inc(
-                sum(1 for w in works if batch.sheet in w.sheets for _ in w.events), sheet=title
+                sum(
+                    len(w.events)
+                    for w in works
+                    if batch.sheet in w.sheets
+                    and w.ref.url in batch.rows
+                    and w.ref.url not in refused
+                ),
+                sheet=title,
             )
-            states[title] = batch.states
-            written.update((title, url) for url in batch.rows)
+            written.update((title, url) for url in [*batch.rows, *batch.superseded])
+            written.difference_update((title, url) for url in refused)
         done: list[int] = []
-        held: dict[str, list[InboxEvent]] = defaultdict(list)
+        held: dict[tuple[str, int], list[InboxEvent]] = defaultdict(list)
         for work in works:
             missing = [s.title for s in work.sheets if (s.title, work.ref.url) not in written]
             if missing:
-                held[missing[0]].extend(work.events)
+                held[missing[0], id(errors[missing[0], work.ref.url])].extend(work.events)
             else:
                 done.extend(work.ids)
-        return done, states, [Failure("write", errors[t], events) for t, events in held.items()]
+        return (
+            done,
+            [
+                Failure("write", errors[title, events[0].url], events, where=title)
+                for (title, _), events in held.items()
+            ],
+        )
 
     async def _settle(self, failure: Failure) -> None:
-        """Do with a failure's events what its error says (see ``failure_action``)."""
+        """Do with a failure's events what its error says (see engine/settle.py)."""
         self.last_error = failure.message
-        self.metrics.events_failed.inc(len(failure.events), stage=failure.stage)
-        by_action: dict[Action, list[InboxEvent]] = defaultdict(list)
-        for event in failure.events:
-            by_action[failure_action(event, failure.error, self.sync.max_attempts)].append(event)
-        if dead := by_action[Action.DEAD_LETTER]:
-            self.metrics.events_dead_lettered.inc(len(dead))
-            log.error(
-                "%d event(s) dead-lettered: %s (see `syncd status`, `syncd replay`)",
-                len(dead),
-                failure.message,
-            )
-            await self.store.dead_letter([e.id for e in dead], failure.message)
-        if paused := by_action[Action.PAUSE]:
-            log.error(
-                "%d event(s) held until this is fixed (no attempt counted): %s",
-                len(paused),
-                failure.message,
-            )
-            pause = min(PAUSE_SECONDS, self.sync.retry_max_seconds)
-            await self.store.postpone([e.id for e in paused], failure.message, self.clock() + pause)
-        by_attempt: dict[int, list[int]] = defaultdict(list)
-        for event in by_action[Action.RETRY]:
-            by_attempt[event.attempts + 1].append(event.id)
-        for attempt, ids in by_attempt.items():
-            delay = self.backoff.delay(attempt)
-            await self.store.reschedule(ids, failure.message, self.clock() + delay)
+        await self.settler.settle(failure)
 
 
 async def _sleep_or_stop(stop: asyncio.Event, seconds: float) -> None:

@@ -10,6 +10,7 @@ finished stays pending in the inbox and is processed on the next start.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import gc
 import logging
 import signal
@@ -27,6 +28,7 @@ from syncd.config.settings import Settings
 from syncd.core.errors import SyncdError
 from syncd.core.metrics import Metrics
 from syncd.core.redaction import Redactor
+from syncd.core.retry import Backoff
 from syncd.engine.eventlog import EventLog, event_log_worksheet
 from syncd.engine.resync import Resync
 from syncd.engine.resync_plan import ScheduledResync, resync_schedule
@@ -35,7 +37,9 @@ from syncd.intake.receiver import build_receiver_app, web_server_kwargs, web_sit
 from syncd.ops.health import FlowState, add_health_routes
 from syncd.ops.notify import SystemdNotifier, watchdog_loop
 from syncd.ops.scheduler import ScheduledJob, build_scheduler, every
+from syncd.sheets.transport import DEFAULT_BACKOFF
 from syncd.sheets.writer import SheetsWriter
+from syncd.store.budgets import sheets_budgets
 from syncd.store.database import Store
 from syncd.store.filelock import sheets_lock_path
 from syncd.store.meta import SubscriptionCheck
@@ -62,9 +66,16 @@ async def run_daemon(settings: Settings, stop: asyncio.Event | None = None) -> N
     notifier = SystemdNotifier()
     try:
         async with AsyncExitStack() as stack:
-            cobot = await stack.enter_async_context(CobotClient(settings.cobot, metrics=metrics))
+            cobot = await stack.enter_async_context(
+                CobotClient(settings.cobot, metrics=metrics, state_dir=settings.state_dir)
+            )
             sheets = SheetsWriter(
-                settings.google, metrics, lock_path=sheets_lock_path(settings.state_dir)
+                settings.google,
+                metrics,
+                **sheets_budgets(settings.state_dir, settings.google),
+                lock_path=sheets_lock_path(settings.state_dir),
+                backoff=sheets_backoff(settings.sync.retry_max_seconds),
+                stored_rows=store.written_rows,
             )
             stack.callback(sheets.close)
             worker = build_worker(settings, store, cobot, sheets, metrics)
@@ -134,6 +145,13 @@ def build_worker(
     )
 
 
+def sheets_backoff(retry_max_seconds: float) -> Backoff:
+    """The writer's retries within one flush wait no longer than sync.retry_max_seconds."""
+    return dataclasses.replace(
+        DEFAULT_BACKOFF, max_seconds=min(DEFAULT_BACKOFF.max_seconds, retry_max_seconds)
+    )
+
+
 async def _start_http(
     settings: Settings, store: Store, metrics: Metrics, worker: Worker
 ) -> list[web.AppRunner]:
@@ -143,6 +161,7 @@ async def _start_http(
     flow = FlowState(
         last_write_at=lambda: worker.last_write_at,
         last_error=lambda: worker.last_error,
+        pauses=lambda: worker.pauses.current,
         started_at=time.time(),
     )
     health_app = app

@@ -1,14 +1,16 @@
 """``/healthz`` and ``/metrics``: whether data is flowing, without exposing any of it.
 
 Both endpoints report counts, ages and error summaries only: no row data, no URLs, no
-secrets. /healthz answers 503 when events are waiting and nothing has been written for longer
-than ``health.stuck_after_seconds``, so a supervisor or uptime check can alert on it.
+secrets. /healthz answers 503 when work is held for a person (``paused``, with the reason) or
+when events are waiting and nothing has been written for longer than
+``health.stuck_after_seconds`` (``stuck``), so a supervisor or uptime check can alert on it.
+Dead-lettered events, which need a person too but hold nothing else up, are counted on both.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from aiohttp import web
@@ -16,6 +18,7 @@ from aiohttp import web
 from syncd.config.settings import HealthSettings
 from syncd.core.metrics import Metrics
 from syncd.store.database import Store
+from syncd.store.meta import Pause
 
 #: The last error is a hint for the operator, not a log: kept short in every answer.
 LAST_ERROR_CHARS = 300
@@ -27,6 +30,8 @@ class FlowState:
 
     last_write_at: Callable[[], float | None]
     last_error: Callable[[], str | None]
+    #: What is held for a person, by what it holds up (Cobot or a worksheet title).
+    pauses: Callable[[], Mapping[str, Pause]]
     started_at: float
 
 
@@ -44,8 +49,17 @@ def add_health_routes(
             and oldest_age > settings.stuck_after_seconds
             and since_progress > settings.stuck_after_seconds
         )
+        pauses = flow.pauses()
+        status = "paused" if pauses else "stuck" if stuck else "ok"
         body = {
-            "status": "stuck" if stuck else "ok",
+            "status": status,
+            "paused": {
+                where: {
+                    "since_seconds": round(now - p.since, 1),
+                    "reason": p.reason[:LAST_ERROR_CHARS],
+                }
+                for where, p in pauses.items()
+            },
             "inbox": {
                 "pending": stats.pending,
                 "due": stats.due,
@@ -55,12 +69,13 @@ def add_health_routes(
             "last_write_age_seconds": None if last_write is None else round(now - last_write, 1),
             "last_error": (flow.last_error() or "")[:LAST_ERROR_CHARS] or None,
         }
-        return web.json_response(body, status=503 if stuck else 200)
+        return web.json_response(body, status=200 if status == "ok" else 503)
 
     async def metrics_endpoint(request: web.Request) -> web.Response:
         stats = await store.stats()
         metrics.inbox_pending.set(stats.pending)
         metrics.inbox_dead.set(stats.dead)
+        metrics.paused.set(len(flow.pauses()))
         oldest = stats.oldest_pending_at
         metrics.oldest_pending_age.set(0 if oldest is None else time.time() - oldest)
         return web.Response(

@@ -25,7 +25,9 @@ from syncd.config.settings import Settings
 from syncd.core.errors import ConfigError
 from syncd.core.redaction import Redactor
 from syncd.store.database import Store
+from syncd.store.inbox import StoreStats
 from syncd.store.meta import LastError, LastWrite, SubscriptionCheck
+from syncd.store.schema import DB_FILENAME, StateNotCreated
 
 #: Numbers above this in re-sync records are Unix times (2001-09-09), not counts.
 EPOCH_2001 = 1_000_000_000
@@ -55,16 +57,25 @@ async def read_status(settings: Settings, now: float | None = None) -> dict[str,
     """Everything ``syncd status`` shows, as plain JSON-ready data (times in epoch seconds)."""
     now = time.time() if now is None else now
     redact = _redactor(settings)
-    async with Store.open(settings.state_dir, readonly=True) as store:
-        stats = await store.stats(now)
-        dead = await store.dead_letters(DEAD_LETTERS_SHOWN)
-        last_writes = await store.meta.last_writes()
-        subscriptions = await store.meta.subscription_check()
-        resync = await store.meta.resync_records()
-        last_error = await store.meta.last_error()
+    try:
+        store = Store.open(settings.state_dir, readonly=True)
+    except StateNotCreated:  # the daemon has not run yet: an empty state is a state
+        store = None
+        stats, dead, last_writes, pauses = StoreStats(0, 0, 0, 0, None), [], {}, {}
+        subscriptions, resync, last_error = None, {}, None
+    if store is not None:
+        async with store:
+            stats = await store.stats(now)
+            dead = await store.dead_letters(DEAD_LETTERS_SHOWN)
+            last_writes = await store.meta.last_writes()
+            subscriptions = await store.meta.subscription_check()
+            resync = await store.meta.resync_records()
+            last_error = await store.meta.last_error()
+            pauses = await store.meta.pauses()
     oldest = stats.oldest_pending_at
     return {
-        "state_db": str(store.path),
+        "state_db": str(settings.state_dir / DB_FILENAME),
+        "created": store is not None,
         "inbox": {
             "pending": stats.pending,
             "due": stats.due,
@@ -72,6 +83,7 @@ async def read_status(settings: Settings, now: float | None = None) -> dict[str,
             "done": stats.done,
             "oldest_pending_age_seconds": None if oldest is None else round(now - oldest, 1),
         },
+        "paused": {where: _redacted(asdict(p), redact) for where, p in pauses.items()},
         "dead_letters": [
             {
                 "id": letter.id,
@@ -96,7 +108,10 @@ def render_status(status: dict[str, Any], tz: str, now: float | None = None) -> 
     """The status as lines for a person: counts first, then what needs attention."""
     clock = _Clock(ZoneInfo(tz), time.time() if now is None else now)
     inbox = status["inbox"]
-    lines = [f"State database: {status['state_db']}", _inbox_line(inbox)]
+    created = "" if status["created"] else " (not created yet: the daemon has not run)"
+    lines = [f"State database: {status['state_db']}{created}", _inbox_line(inbox)]
+    for where, pause in status["paused"].items():
+        lines.append(f"PAUSED {where} since {clock.when(pause['since'])}: {pause['reason']}")
     if status["dead_letters"]:
         lines.append("Dead letters (retry them with `syncd replay --config FILE --all` or --id N):")
         for letter in status["dead_letters"]:

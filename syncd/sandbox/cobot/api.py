@@ -27,6 +27,7 @@ class ApiKnobs(Protocol):
 
     today: date
     max_window_days: int | None
+    all_param_honoured: bool
 
 
 _KEY_FORMAT = "%Y/%m/%d %H:%M:%S"
@@ -142,7 +143,7 @@ class ResourceApi:
 
     async def _list_memberships(self, request: web.Request) -> web.Response:
         """Current members; `all=true` adds unconfirmed and ended ones; `attributes` trims."""
-        include_all = request.query.get("all") == "true"
+        include_all = request.query.get("all") == "true" and self._knobs.all_param_honoured
         today = moment_key(cobot_date(self._knobs.today))
         members = self._store.select("membership", lambda m: include_all or _is_current(m, today))
         fields = [name for name in request.query.get("attributes", "").split(",") if name]

@@ -29,8 +29,15 @@ class LimitKnobs(Protocol):
     memberships_list_per_window: int
     rate_window_seconds: float
     latency_seconds: float
+    latency_spread: float
     error_rate: float
     error_statuses: tuple[int, ...]
+
+
+def spread_latency(rng: random.Random, seconds: float, spread: float) -> float:
+    """One answer's delay: ``seconds`` times a factor drawn from 1 - spread to 1 + spread,
+    as real APIs answer in a range around their typical latency, not in a fixed time."""
+    return seconds * rng.uniform(1 - spread, 1 + spread) if spread else seconds
 
 
 class SlidingWindowLimiter:
@@ -86,7 +93,9 @@ class Limits:
         """fail_next hits any API call; error_rate only resource and list reads."""
         knobs = self._knobs
         if knobs.latency_seconds > 0:
-            await asyncio.sleep(knobs.latency_seconds)
+            with self._lock:
+                delay = spread_latency(self._fault_rng, knobs.latency_seconds, knobs.latency_spread)
+            await asyncio.sleep(delay)
         with self._lock:
             forced = self._fail_next.popleft() if self._fail_next else None
             if forced is None and faultable and self._fault_rng.random() < knobs.error_rate:

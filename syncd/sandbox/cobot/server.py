@@ -13,6 +13,7 @@ parts it is made of each guard their own state, so the test thread and the serve
 
 from __future__ import annotations
 
+import asyncio
 import copy
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -74,6 +75,7 @@ class CobotSimulator:
         rate_window_seconds: float = 60.0,
         max_window_days: int | None = None,
         latency_seconds: float = 0.0,
+        latency_spread: float = 0.0,
         error_rate: float = 0.0,
         error_statuses: Sequence[int] = (500, 502, 503),
         deleted_invoice_form: DeletedInvoiceForm = "top_level",
@@ -95,12 +97,21 @@ class CobotSimulator:
         self.rate_window_seconds = rate_window_seconds
         self.max_window_days = max_window_days
         self.latency_seconds = latency_seconds
+        self.latency_spread = latency_spread
         self.error_rate = error_rate
         self.error_statuses = tuple(error_statuses)
         self.deleted_invoice_form: DeletedInvoiceForm = deleted_invoice_form
         self.retry_schedule = tuple(retry_schedule)
         self.retry_time_scale = retry_time_scale
         self.delivery_timeout_seconds = delivery_timeout_seconds
+        #: ``all=true`` on the membership listing is not in Cobot's documentation; False
+        #: plays a Cobot that ignores it (only current memberships are listed).
+        self.all_param_honoured = True
+        #: Route path -> seconds an answer, once computed, takes to arrive (a slow transfer):
+        #: it shows Cobot's state from before the wait.
+        self.slow_answers: dict[str, float] = {}
+        #: How many answers have started such a wait (a test acts while they travel).
+        self.answers_held = 0
 
         self._store = ObjectStore(self, self.data)
         self._subscriptions = Subscriptions(self)
@@ -269,7 +280,11 @@ class CobotSimulator:
                     raise ApiError(403, f"The access token lacks the scope {route.scope}")
                 await self._limits.inject_faults(route.faultable)
                 request[CALLER_APP] = grant.app
-                return await route.handler(request)
+                response = await route.handler(request)
+                if delay := self.slow_answers.get(route.path, 0.0):
+                    self.answers_held += 1
+                    await asyncio.sleep(delay)
+                return response
             except ApiError as error:
                 return error_response(
                     error.status, error.message, api2=route.api2, headers=error.headers
