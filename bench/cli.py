@@ -13,8 +13,18 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
+from bench.latency import lone
 from bench.report import REPO, Figure, load_average, machine, results_markdown, text_table
-from bench.scenarios import FULL, QUICK, SCENARIOS
+from bench.scenarios import FULL, QUICK, burst, intake, scale, steady, steady3
+
+SCENARIOS = {
+    "intake": intake,
+    "lone": lone,
+    "steady": steady,
+    "steady3": steady3,
+    "burst": burst,
+    "scale": scale,
+}
 
 RESULTS = REPO / "bench" / "RESULTS.md"
 NOTES = (
@@ -30,6 +40,9 @@ NOTES = (
     "the daemon's accept backlog; 'durable' counts the inbox rows after the run.",
     "End to end: each webhook is sent after its resource changed in the simulator; a row "
     "counts as visible once the emulated sheet shows that change (sheets polled every 50 ms).",
+    "Realistic latency (lone changes, steady, burst): the Cobot simulator answers in 150 ms "
+    "and the Sheets emulator in 250 ms, each answer drawn from 0.5x to 1.5x that; the floor "
+    "of a lone change is one Cobot GET plus one Sheets write.",
     "API use is counted in the emulators' request logs, from the first webhook until every "
     "event is settled (the inbox is drained); 429s over the whole scenario.",
 )

@@ -132,6 +132,7 @@ def results_markdown(
             f"- command: `{command}`",
             f"- run: {started.astimezone(UTC):%Y-%m-%d %H:%M} UTC, revision {revision()}",
             f"- machine: {machine()}",
+            "- written whole by the command above; what the figures mean: bench/NOTES.md",
             "",
             markdown_table(figures),
             "",

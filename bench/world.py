@@ -37,6 +37,11 @@ from tests.fixtures_sheets import SheetsSandbox, new_sandbox_key, start_sheets_s
 
 #: Google's real per-user read and write quotas, enforced by the emulator.
 SHEETS_QUOTA_PER_MINUTE = 60
+#: Typical answer times of the real APIs, for the scenarios that measure latency; each answer
+#: takes this times a factor drawn from 1 - LATENCY_SPREAD to 1 + LATENCY_SPREAD.
+COBOT_LATENCY_SECONDS = 0.15
+GOOGLE_LATENCY_SECONDS = 0.25
+LATENCY_SPREAD = 0.5
 #: The worksheets of config.example.yaml the scenarios use, and the column each one's marker
 #: (``... v<version>``) goes into, so a watcher can tell which state of a resource a row shows.
 MARKERS = {"Members": ("membership", "name"), "Invoices": ("invoice", "formatted_invoice_number")}
@@ -187,11 +192,14 @@ def sheet_of(kind: str) -> str:
 
 
 @contextmanager
-def open_world(workdir: Path, prepare: Callable[[World], None] | None = None) -> Iterator[World]:
+def open_world(
+    workdir: Path, prepare: Callable[[World], None] | None = None, *, realistic: bool = False
+) -> Iterator[World]:
     """Start the emulators, run ``prepare`` (e.g. pre-fill a sheet), start the daemon.
 
     The emulators enforce the real quotas: Google's 60 reads and 60 writes per minute, Cobot's
-    60 requests per minute (and 6 membership listings).
+    60 requests per minute (and 6 membership listings). ``realistic`` also makes them answer
+    as slowly as the real APIs do (``COBOT_LATENCY_SECONDS``, ``GOOGLE_LATENCY_SECONDS``).
     """
     workdir.mkdir(parents=True, exist_ok=True)
     cobot = start_cobot_sandbox(rate_limits=True)
@@ -199,6 +207,11 @@ def open_world(workdir: Path, prepare: Callable[[World], None] | None = None) ->
         read_quota_per_minute=SHEETS_QUOTA_PER_MINUTE,
         write_quota_per_minute=SHEETS_QUOTA_PER_MINUTE,
     )
+    if realistic:
+        cobot.sim.latency_seconds = COBOT_LATENCY_SECONDS
+        cobot.sim.latency_spread = LATENCY_SPREAD
+        emulator.latency_seconds = GOOGLE_LATENCY_SECONDS
+        emulator.latency_spread = LATENCY_SPREAD
     sheets = start_sheets_sandbox(new_sandbox_key(), workdir / "service-account.json", emulator)
     daemon = Daemon(
         cobot=cobot,

@@ -150,7 +150,7 @@ class Daemon:
             "PYTHONPATH": os.pathsep.join(paths),
         }
 
-    def cli(self, *args: str) -> subprocess.CompletedProcess[str]:
+    def cli(self, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
         """Run another `syncd` command with this daemon's config (written if not yet)."""
         self.write_config()
         return subprocess.run(
@@ -159,7 +159,7 @@ class Daemon:
             text=True,
             env=self.env,
             cwd=self.workdir,
-            timeout=60,
+            timeout=timeout,
         )
 
     def subscribed_events(self) -> set[str]:

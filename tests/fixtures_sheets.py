@@ -30,6 +30,8 @@ from syncd.sheets.auth import gspread_client
 
 SPREADSHEET_ID = "1SandboxSpreadsheet0123456789abcdefghijklmn"
 TEST_TIMEOUT = (5.0, 10.0)
+#: Google's per-user Sheets quotas, for tests that must stay under the real limits.
+GOOGLE_QUOTAS = {"read_quota_per_minute": 60, "write_quota_per_minute": 60}
 
 
 @dataclass

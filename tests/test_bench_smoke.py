@@ -26,6 +26,7 @@ TINY = (
     "--burst-events=40",
     "--burst-resources=10",
     "--scale-rows=2000",
+    "--lone-changes=2",
     "--settle-timeout=30",
 )
 API_USE = (
@@ -40,10 +41,19 @@ FIGURES = {
         "daemon / ceiling",
         "ack latency p50 / p95 / p99, daemon",
         "ack latency p50 / p95 / p99, ceiling",
+        "ack latency p99, daemon / ceiling",
         "acks durable (inbox rows after the run)",
         "daemon CPU per webhook",
     ),
-    "steady": ("ack -> row visible p50 / p99", *API_USE, "Cobot requests per event"),
+    "lone changes": (
+        "ack -> value visible p50 / p90 / max",
+        "floor: one Cobot GET + one Sheets write",
+        "p50 / floor",
+        *API_USE,
+        "Cobot requests per event",
+    ),
+    "steady 1/s": ("ack -> row visible p50 / p99", *API_USE, "Cobot requests per event"),
+    "steady 3/s": ("ack -> row visible p50 / p99", *API_USE, "Cobot requests per event"),
     "burst": (
         "ack -> row visible p50 / p99",
         "all rows visible after (from the first webhook)",
@@ -77,7 +87,7 @@ def test_a_tiny_run_prints_every_figure_with_the_machine(tmp_path: Path) -> None
         cwd=REPO,
         capture_output=True,
         text=True,
-        timeout=180,
+        timeout=300,
     )
     assert run.returncode == 0, run.stdout + run.stderr
     machine = next(line for line in run.stdout.splitlines() if line.startswith("machine: "))
@@ -92,3 +102,18 @@ def test_a_tiny_run_prints_every_figure_with_the_machine(tmp_path: Path) -> None
         assert value and "nan" not in value, (scenario, name, value)
         assert name in run.stdout
     assert rows[("intake", "acks durable (inbox rows after the run)")][2] == "met"
+    # The lone changes ran against emulators answering as slowly as the real APIs.
+    assert rows[("lone changes", "floor: one Cobot GET + one Sheets write")][0].startswith("0.40 s")
+
+
+def test_the_committed_results_are_one_whole_run_of_the_current_benchmark() -> None:
+    """bench/RESULTS.md holds exactly what --write-results writes: no hand-typed section, and
+    the figures the benchmark prints today (a renamed or added figure means a stale file)."""
+    committed = (REPO / "bench" / "RESULTS.md").read_text()
+    assert committed.startswith("# Benchmark results\n\n- command: `python bench/run.py")
+    assert "--write-results" in committed.splitlines()[2]
+    assert [line for line in committed.splitlines() if line.startswith("#")] == [
+        "# Benchmark results"
+    ]
+    expected = {(scenario, name) for scenario, names in FIGURES.items() for name in names}
+    assert set(markdown_rows(committed)) == expected

@@ -15,8 +15,8 @@ from syncd.commands.parser import build_parser
 from syncd.config.schema import key_paths
 from syncd.config.settings import Settings
 from syncd.core.events import EVENTS
+from tests.cobot_docs import documented_events
 from tests.fixtures_daemon import EXAMPLE_CONFIG, REPO
-from tests.test_events import DOC, documented_events
 
 README = REPO / "README.md"
 SECTIONS = ("Configuration reference", "Cobot events", "Commands")
@@ -33,8 +33,8 @@ def readme_text() -> str:
 
 
 def all_events() -> set[str]:
-    """Cobot's documented events (when the doc is beside the checkout) and the registry's."""
-    return set(EVENTS) | (documented_events() if DOC.exists() else set())
+    """Cobot's documented events (from the snapshot in tests/data) and the registry's."""
+    return set(EVENTS) | documented_events()
 
 
 def cli_commands() -> list[str]:

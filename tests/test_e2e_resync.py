@@ -15,6 +15,7 @@ import pytest
 from syncd.store.database import Store
 from syncd.store.meta import ResyncCheckpoint
 from tests.fixtures_daemon import Daemon, MakeDaemon, example_sheets, wait_until
+from tests.fixtures_sheets import GOOGLE_QUOTAS, MakeSheetsEmulator
 from tests.resync_support import UNTHROTTLED, list_requests
 from tests.test_e2e_pipeline import by_url, fast_daemon, settle
 
@@ -68,25 +69,32 @@ def summary_total(stdout: str) -> dict[str, str]:
 
 
 def test_backfill_of_two_years_is_exact_within_rate_limits_and_a_resync_writes_nothing(
-    make_daemon: MakeDaemon,
+    make_daemon: MakeDaemon, make_sheets_emulator: MakeSheetsEmulator
 ) -> None:
-    # The simulator enforces Cobot's real limits (60/min, 6/min for the membership list).
-    daemon = make_daemon(resync={"window_days": 183})
+    # Both emulators enforce the real limits: Cobot 60/min (6/min for the membership list),
+    # Sheets 60 reads and 60 writes per minute. Monthly windows over two years take more
+    # Cobot requests than one minute's budget, so the daemon has to hold itself back.
+    daemon = make_daemon(resync={"window_days": 61}, sheets=make_sheets_emulator(**GOOGLE_QUOTAS))
     sim = daemon.cobot.sim
     sim.seed_space(members=500, invoices=3000, bookings=2000, check_ins=1000, years=2)
 
-    first = daemon.cli("backfill")
+    # More than a minute's worth of requests: the budget makes the backfill wait.
+    first = daemon.cli("backfill", timeout=240)
     assert first.returncode == 0, first.stderr
     assert summary_total(first.stdout)["Added"] == "6500"
     assert_sheets_match_cobot(daemon)
     writes = daemon.sheets.emulator.writes
 
-    again = daemon.cli("backfill")
+    again = daemon.cli("backfill", timeout=240)
     assert again.returncode == 0, again.stderr
     assert daemon.sheets.emulator.writes == writes
     total = summary_total(again.stdout)
     assert (total["Added"], total["Updated"], total["Unchanged"]) == ("0", "0", "6500")
-    assert Counter(r.status for r in sim.requests()) == {200: len(sim.requests())}
+    cobot_requests = sim.requests()
+    assert len(cobot_requests) > 60
+    assert Counter(r.status for r in cobot_requests) == {200: len(cobot_requests)}
+    sheets_statuses = Counter(r.status for r in daemon.sheets.emulator.request_log)
+    assert sheets_statuses == {200: sum(sheets_statuses.values())}
 
 
 def test_backfill_killed_at_a_random_point_continues_without_duplicates(

@@ -2,32 +2,31 @@
 
 from __future__ import annotations
 
-import re
-from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 
-from syncd.core.events import EVENTS, embedded_resource
-
-DOC = Path(__file__).parents[2] / "shared" / "cobot-webhooks.txt"
-
-
-def documented_events() -> set[str]:
-    """Event names as the doc lists them: a line that is only a snake_case identifier."""
-    text = DOC.read_text()
-    section = text[text.index("Event Callbacks") :]
-    return {
-        line.strip()
-        for line in section.splitlines()
-        if re.fullmatch(r"[a-z]+(?:_[a-z]+)+", line.strip())
-    }
+from syncd.core.events import EVENTS, embedded_resource, resource_kind_of_path
+from tests.cobot_docs import documented_events, documented_webhooks
 
 
-@pytest.mark.skipif(not DOC.exists(), reason="Cobot's webhook doc is not beside the checkout")
 def test_every_documented_event_is_in_the_registry() -> None:
     names = documented_events()
     assert len(names) >= 38
     assert names - set(EVENTS) == set()
+
+
+@pytest.mark.parametrize(
+    "webhook", [w for w in documented_webhooks() if w["body"]], ids=lambda w: w["event"]
+)
+def test_every_documented_body_names_a_resource_the_event_is_about(webhook: dict) -> None:
+    spec = EVENTS[webhook["event"]]
+    found = resource_kind_of_path(urlsplit(webhook["body"]["url"]).path)
+    assert found is not None
+    assert found[0] in spec.resources
+    # A deletion that ships its object has it recovered from the documented body.
+    extra = set(webhook["body"]) - {"url"}
+    assert (embedded_resource(spec, webhook["body"]) is not None) == bool(extra)
 
 
 def test_guest_account_deletion_is_deleted_admin() -> None:

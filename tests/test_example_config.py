@@ -13,8 +13,8 @@ from syncd.config.loading import load_settings
 from syncd.config.settings import Settings
 from syncd.core.events import EVENTS
 from syncd.mapping.rows import sheets_for
+from tests.cobot_docs import documented_events
 from tests.fixtures_example import example_lines, optional_block_lines, uncommented_example
-from tests.test_events import DOC, documented_events
 
 KEY_PATH = "/etc/cobot-syncd/service-account.json"
 ENVIRON = {
@@ -81,7 +81,6 @@ def test_all_optional_blocks_validate_together(tmp_path: Path) -> None:
     }
 
 
-@pytest.mark.skipif(not DOC.exists(), reason="Cobot's webhook doc is not beside the checkout")
 def test_every_documented_event_is_in_the_example_or_an_optional_block(tmp_path: Path) -> None:
     shipped = set(load_example(tmp_path, uncommented_example([])).events)
     everything = set(load_example(tmp_path, uncommented_example(OPTIONAL_TITLES)).events)

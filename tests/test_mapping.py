@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import json
 from datetime import UTC, datetime
-from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -20,13 +18,10 @@ from syncd.mapping.cells import (
     row_fingerprint,
     to_cell,
 )
+from tests.cobot_docs import reference_samples
 
 UTC_ZONE = ZoneInfo("UTC")
-SAMPLES = (
-    json.loads((Path(__file__).parents[2] / "shared/reference/cobot-samples.json").read_text())
-    if (Path(__file__).parents[2] / "shared/reference/cobot-samples.json").exists()
-    else None
-)
+SAMPLES = reference_samples()
 MEMBER = {
     "id": "m1",
     "name": "Ada Example",
@@ -148,7 +143,6 @@ def test_fingerprint_is_stable_and_content_sensitive() -> None:
     assert row_fingerprint({"a": 1}) != row_fingerprint({"a": "1"})
 
 
-@pytest.mark.skipif(SAMPLES is None, reason="shared reference samples not present")
 def test_reference_samples_map_without_errors() -> None:
     columns = (
         Column("Name", "name"),

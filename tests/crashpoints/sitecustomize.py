@@ -10,6 +10,8 @@ through.
 Crash points:
 
 - ``after_write``: a flush wrote its rows to the sheet and is about to mark their events done.
+- ``after_enqueue``: a webhook is committed to the inbox and its 2xx is not yet sent, so the
+  sender sees the connection drop and delivers it again (the event is stored twice).
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ log = logging.getLogger("syncd.crashpoints")
 CRASH_ENV = "SYNCD_TEST_CRASH_AT"
 CRASH_EXIT_CODE = 137
 AFTER_WRITE = "after_write"
+AFTER_ENQUEUE = "after_enqueue"
 
 
 def crash_point(name: str, state_dir: Path) -> None:
@@ -44,20 +47,35 @@ def crash_marker(name: str, state_dir: Path) -> Path:
 
 
 def install_after_write() -> None:
-    """Crash right before the store marks events done together with the rows written."""
+    """Crash right before the store marks events done, after their rows were written."""
     from syncd.store.database import Store
 
     complete = Store.complete
 
     async def complete_after_crash_point(self: Store, ids: Any, *args: Any, **kwargs: Any) -> None:
         ids = list(ids)
-        row_states = args[0] if args else kwargs.get("row_states")
-        if ids and row_states:
+        if ids:  # the rows' states are saved with their write; marking done comes last
             crash_point(AFTER_WRITE, Path(self.path).parent)
         await complete(self, ids, *args, **kwargs)
 
     Store.complete = complete_after_crash_point  # type: ignore[method-assign,assignment]
 
 
+def install_after_enqueue() -> None:
+    """Crash right after a webhook's row is committed, before the receiver answers."""
+    from syncd.store.database import Store
+
+    enqueue = Store.enqueue
+
+    async def enqueue_then_crash(self: Store, *args: Any, **kwargs: Any) -> int:
+        event_id = await enqueue(self, *args, **kwargs)
+        crash_point(AFTER_ENQUEUE, Path(self.path).parent)
+        return event_id
+
+    Store.enqueue = enqueue_then_crash  # type: ignore[method-assign]
+
+
 if os.environ.get(CRASH_ENV) == AFTER_WRITE:
     install_after_write()
+if os.environ.get(CRASH_ENV) == AFTER_ENQUEUE:
+    install_after_enqueue()
