@@ -15,6 +15,7 @@ from pathlib import Path
 
 from bench.latency import lone
 from bench.report import REPO, Figure, load_average, machine, results_markdown, text_table
+from bench.rerender import rerender
 from bench.scenarios import FULL, QUICK, burst, intake, scale, steady, steady3
 
 SCENARIOS = {
@@ -24,6 +25,7 @@ SCENARIOS = {
     "steady3": steady3,
     "burst": burst,
     "scale": scale,
+    "rerender": lambda workdir, sizes: rerender(workdir, sizes.rerender_rows, sizes.settle_timeout),
 }
 
 RESULTS = REPO / "bench" / "RESULTS.md"

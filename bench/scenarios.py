@@ -60,6 +60,8 @@ class Sizes:
     scale_rows: int = 100_000
     #: Changes made one at a time, each once the last is in the sheet.
     lone_changes: int = 20
+    #: Rows rendered again from the local copy after a column is added.
+    rerender_rows: int = 10_000
 
 
 FULL = Sizes()
@@ -71,6 +73,7 @@ QUICK = Sizes(
     settle_timeout=240.0,
     scale_rows=20_000,
     lone_changes=8,
+    rerender_rows=2_000,
 )
 
 

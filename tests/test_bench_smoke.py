@@ -27,6 +27,7 @@ TINY = (
     "--burst-resources=10",
     "--scale-rows=2000",
     "--lone-changes=2",
+    "--rerender-rows=200",
     "--settle-timeout=30",
 )
 API_USE = (
@@ -67,6 +68,13 @@ FIGURES = {
         "duration of that flush",
         "daemon peak RSS (VmHWM)",
     ),
+    "re-render": (
+        "rows filled",
+        "Cobot requests for resources",
+        "Sheets requests since the start",
+        "duration of the re-render",
+        "daemon peak RSS (VmHWM)",
+    ),
 }
 
 
@@ -102,6 +110,9 @@ def test_a_tiny_run_prints_every_figure_with_the_machine(tmp_path: Path) -> None
         assert value and "nan" not in value, (scenario, name, value)
         assert name in run.stdout
     assert rows[("intake", "acks durable (inbox rows after the run)")][2] == "met"
+    # Correctness, not speed: the re-render filled every row without asking Cobot.
+    assert rows[("re-render", "rows filled")][2] == "met"
+    assert rows[("re-render", "Cobot requests for resources")][2] == "met"
     # The lone changes ran against emulators answering as slowly as the real APIs.
     assert rows[("lone changes", "floor: one Cobot GET + one Sheets write")][0].startswith("0.40 s")
 

@@ -123,7 +123,7 @@ def test_good_config_prints_the_plan_and_changes_nothing(make_daemon: MakeDaemon
     assert lines[2 : 2 + len(events)] == [f"  - {event}" for event in events]
     assert (
         "  - 'Check-ins' (check_in): headers Member, Membership ID, Valid from, Valid until, "
-        "Time pass, Deleted, URL"
+        "Hours, Time pass, Deleted, URL"
     ) in lines
     assert any(line.startswith("  - 'Members' (membership): headers Name, Email") for line in lines)
     assert WEBHOOK_SECRET not in result.stdout + result.stderr

@@ -20,7 +20,7 @@ from syncd.commands.parser import COMMANDS, build_parser
 
 COMMANDS_DIR = Path(commands.__file__).parent
 #: Modules of syncd/commands that are not commands themselves.
-NOT_COMMANDS = {"__init__", "command", "docsgen", "parser"}
+NOT_COMMANDS = {"__init__", "command", "docsgen", "parser", "preview_table"}
 
 
 def subparser(parser: argparse.ArgumentParser, names: list[str]) -> argparse.ArgumentParser:

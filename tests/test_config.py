@@ -308,3 +308,80 @@ def test_each_error_class_is_one_line_and_exit_2(
     assert out == ""
     assert len(lines) == 1, lines
     assert lines[0].startswith(f"syncd: error: {path}: {key}: {expected}")
+
+
+# -- computed columns, where:, format:, highlight_deleted ---------------------------------------
+
+
+def test_templates_formats_where_and_highlight_are_loaded(tmp_path: Path, key_file: Path) -> None:
+    path = write_config(
+        tmp_path,
+        key_file,
+        '    where: "not canceled_to and member.email"\n    highlight_deleted: ${HIGHLIGHT}\n',
+        **{
+            "Plan: plan.name": 'Plan: {template: "{{ plan.name | upper }}", format: "@"}\n'
+            '      Price: {path: plan.price_per_cycle, type: number, format: "#,##0.00"}',
+        },
+    )
+    members = load_settings(path, {"HIGHLIGHT": "yes"}).sheets[0]
+    assert members.where == "not canceled_to and member.email"
+    assert members.highlight_deleted is True
+    plan, price = members.columns[1:3]
+    assert (plan.path, plan.template, plan.type, plan.format) == (
+        "",
+        "{{ plan.name | upper }}",
+        "text",
+        "@",
+    )
+    assert (price.path, price.template, price.type, price.format) == (
+        "plan.price_per_cycle",
+        None,
+        "number",
+        "#,##0.00",
+    )
+    plain = load_settings(write_config(tmp_path, key_file), {}).sheets[0]
+    assert (plain.where, plain.highlight_deleted) == (None, False)
+
+
+def test_every_template_and_column_problem_is_named_at_once(tmp_path: Path, key_file: Path) -> None:
+    columns = "\n".join(
+        [
+            "Name: name",
+            '      Title: {template: "{{ name }"}',
+            '      Shout: {template: "{{ name | uper }}"}',
+            '      Both: {path: name, template: "{{ name }}"}',
+            "      Neither: {type: number}",
+            "      Colour: {path: name, colour: red}",
+            "      Empty: {template: ''}",
+        ]
+    )
+    path = write_config(
+        tmp_path,
+        key_file,
+        '    where: "status =="\n    highlight_deleted: maybe\n',
+        **{"Name: name": columns},
+    )
+    assert problems_of(path) == [
+        f"{path}: sheets.Members.columns: column 'Both': give path or template, not both; "
+        "column 'Neither': give a path or a template; column 'Colour': unknown key 'colour' "
+        "(expected path, template, type, format); column 'Empty': template must be non-empty "
+        "text, got ''",
+        f"{path}: sheets.Members.where: expression does not parse: unexpected 'end of "
+        "template' (line 1)",
+        f"{path}: sheets.Members.highlight_deleted: expected true or false, got 'maybe'",
+        f"{path}: sheets.Members.columns.Title: template does not parse: unexpected '}}' (line 1)",
+        f"{path}: sheets.Members.columns.Shout: template uses the unknown filter 'uper' (did "
+        "you mean 'upper'?); see docs/templates.md",
+    ]
+
+
+def test_check_config_rejects_a_template_that_does_not_parse(
+    tmp_path: Path, key_file: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = write_config(tmp_path, key_file, **{"Name: name": 'Name: {template: "{{ name }"}'})
+    code, out, err = run_cli(capsys, "check-config", "--offline", "--config", str(path))
+    assert (code, out) == (2, "")
+    assert err.splitlines() == [
+        f"syncd: error: {path}: sheets.Members.columns.Name: template does not parse: "
+        "unexpected '}' (line 1)"
+    ]

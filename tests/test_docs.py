@@ -9,7 +9,12 @@ fails the build.
 from __future__ import annotations
 
 import re
+import shlex
+from pathlib import Path
 
+import pytest
+
+from syncd.cli import main
 from syncd.commands import docsgen
 from syncd.commands.parser import build_parser
 from syncd.config.schema import key_paths
@@ -90,6 +95,7 @@ def test_readme_has_every_section_and_generated_block() -> None:
         "Try it in five minutes",
         "Install as a service",
         "Mapping cookbook",
+        "Computed columns and row filters",
         "Troubleshooting",
         "Upgrading",
     ):
@@ -128,3 +134,21 @@ def test_readme_sections_fall_under_their_headings() -> None:
     assert section(text, "Commands") == "run\n"
     assert section(text, "Cobot events") == "| `x` |\n"
     assert section(text, "Configuration reference") is None
+
+
+def test_readme_computed_columns_example_previews_as_shown(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The section's YAML is a working mapping, and the preview output shown under it is what
+    ``syncd preview`` prints for it today."""
+    text = section(readme_text(), "Computed columns and row filters") or ""
+    assert "(docs/templates.md)" in text and (REPO / "docs" / "templates.md").is_file()
+    yaml_block = re.search(r"```yaml\n(.*?)```", text, re.S)
+    shown = re.search(r"```\n\$ (syncd preview [^\n]*)\n(.*?)```", text, re.S)
+    assert yaml_block and shown
+    config = tmp_path / "config.yaml"
+    config.write_text(yaml_block.group(1))
+    command = shlex.split(shown.group(1).replace("config.yaml", str(config)))
+    assert main(command[1:]) == 0
+    captured = capsys.readouterr()
+    assert (captured.out.rstrip("\n") + "\n", captured.err) == (shown.group(2), "")

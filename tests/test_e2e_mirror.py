@@ -157,9 +157,12 @@ def test_keys_are_compared_as_cobot_resources(make_daemon: MakeDaemon) -> None:
 
 
 def test_backfill_and_daemon_share_one_cobot_budget(make_daemon: MakeDaemon) -> None:
-    # Cobot allows 35 a minute here; each process is configured for 30 of them.
+    # Cobot allows 35 a minute here; each process is configured for 30 of them. The member
+    # join is left out: each booking's member would cost one more request of the budget.
+    bookings = example_sheets()["Bookings"]
+    bookings["columns"] = {h: c for h, c in bookings["columns"].items() if "member" not in str(c)}
     daemon = make_daemon(
-        sheet_config={"Bookings": example_sheets()["Bookings"]},
+        sheet_config={"Bookings": bookings},
         cobot_knobs={"requests_per_window": 35},
         cobot_options={"requests_per_minute": 30},
         resync={"window_days": 7},

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -129,6 +129,8 @@ def test_unconvertible_values_stay_visible_as_text() -> None:
 
 def test_structures_become_compact_json_and_none_empty() -> None:
     assert to_cell({"a": 1}, "text", UTC_ZONE) == '{"a":1}'
+    # A template may give a list holding dates: they are written as text, never a crash.
+    assert to_cell([date(2025, 6, 10)], "text", UTC_ZONE) == '["2025-06-10"]'
     assert to_cell(None, "date", UTC_ZONE) == ""
 
 

@@ -51,13 +51,28 @@ def preview(capsys: pytest.CaptureFixture[str], *args: str | Path) -> tuple[int,
     return code, captured.out, captured.err
 
 
-def cell(out: str, header: str) -> str:
-    """The Cell column of one header's line in the preview table."""
+def field(out: str, header: str, title: str, sheet: str | None = None) -> str:
+    """One column (``title``: Source, Type, Format, Cell) of a header's line in the table of
+    the first worksheet, or of ``sheet``."""
     lines = out.splitlines()
+    if sheet is not None:
+        first = next(i for i, line in enumerate(lines) if line.startswith(f'Worksheet "{sheet}"'))
+        lines = lines[first:]
     titles = next(line for line in lines if line.startswith("Header "))
-    start = titles.index("Cell")
+    starts = [match.start() for match in re.finditer(r"\S+", titles)]
+    start = titles.index(title)
+    following = [s for s in starts if s > start]
     line = next(line for line in lines if line.startswith(f"{header}  "))
-    return line[start:]
+    return line[start : following[0] if following else None].rstrip()
+
+
+def cell(out: str, header: str, sheet: str | None = None) -> str:
+    """The Cell column of one header's line in the preview table."""
+    return field(out, header, "Cell", sheet)
+
+
+def line_of(out: str, prefix: str) -> str:
+    return next(line for line in out.splitlines() if line.startswith(prefix))
 
 
 def sample(name: str) -> dict[str, Any]:
@@ -231,3 +246,244 @@ def test_a_broken_mapping_is_a_config_error(
     assert code == 2
     assert "sheets.Members.events" in err and "sheets.Members.columns" in err
     assert "cobot" not in err  # the credentials may come later
+
+
+# -- templates, member, where:, formats -----------------------------------------------------------
+
+OPEN_AMOUNT = "{{ ((total_amount | float) - (total_paid_amount | float)) | amount }}"
+INVOICES: dict[str, Any] = {
+    "Invoices": {
+        "resource": "invoice",
+        "events": ["created_invoice", "deleted_invoice"],
+        "columns": {
+            "Number": "formatted_invoice_number",
+            "Member email": {"template": "{{ member.email }}"},
+            "Open amount": {"template": OPEN_AMOUNT, "type": "number", "format": "#,##0.00"},
+        },
+    },
+    "Unpaid invoices": {
+        "resource": "invoice",
+        "events": ["created_invoice", "deleted_invoice"],
+        "where": "paid_status == 'unpaid'",
+        "columns": {"Number": "formatted_invoice_number"},
+    },
+}
+
+MEMBERS_WITH_TEMPLATES: dict[str, Any] = {
+    "Members": {
+        "resource": "membership",
+        "events": ["created_membership", "canceled_membership"],
+        "columns": {
+            "Email": {"template": "{{ member.email }}"},
+            "Company": {"template": "{{ address.company or '-' }}"},
+        },
+    }
+}
+
+
+def test_template_cells_their_format_and_the_default_member(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out, err = preview(
+        capsys, "--config", write_config(tmp_path, INVOICES), "--sample", "invoice"
+    )
+    assert (code, err) == (0, "")
+    invoice, ada = sample("invoice"), sample("membership")
+    assert cell(out, "Member email") == ada["email"]
+    assert field(out, "Member email", "Source") == "{{ member.email }}"
+    assert field(out, "Open amount", "Source") == OPEN_AMOUNT[:47] + "..."  # cut, not wrapped
+    assert (field(out, "Open amount", "Type"), field(out, "Open amount", "Format")) == (
+        "number",
+        "#,##0.00",
+    )
+    assert cell(out, "Open amount") == "148.75"
+    assert field(out, "Number", "Format") == ""
+    # Said once, for the worksheet whose templates read member: the bundled sample stands in.
+    (member,) = [line for line in out.splitlines() if line.startswith("member: ")]
+    assert member == (
+        f"member: sample membership ({ada['name']}) stands in for membership "
+        f"{invoice['membership_id']} (--member FILE|NAME picks another)"
+    )
+    assert out.index(member) < out.index('Worksheet "Unpaid invoices"')
+    # A worksheet without formats has no Format column.
+    unpaid = out[out.index('Worksheet "Unpaid invoices"') :]
+    assert "Format" not in line_of(unpaid, "Header ")
+
+
+def test_member_option_takes_another_membership(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = write_config(tmp_path, INVOICES)
+    code, out, err = preview(
+        capsys, "--config", config, "--sample", "invoice", "--member", "canceled_membership"
+    )
+    assert (code, err) == (0, "")
+    bo = sample("canceled_membership")
+    assert cell(out, "Member email") == bo["email"]
+    assert line_of(out, "member: ").startswith(
+        f"member: sample canceled_membership ({bo['name']}), given with --member"
+    )
+
+    own = write_json(tmp_path, "member.json", {**bo, "email": "own@example.org"})
+    code, out, err = preview(capsys, "--config", config, "--sample", "invoice", "--member", own)
+    assert (code, err) == (0, "")
+    assert cell(out, "Member email") == "own@example.org"
+
+    # A webhook body of a deleted membership is unwrapped like any sample.
+    code, out, err = preview(
+        capsys, "--config", config, "--sample", "invoice", "--member", "deleted_membership"
+    )
+    assert (code, err) == (0, "")
+    deleted = sample("deleted_membership")["membership"]
+    assert cell(out, "Member email") == deleted["email"]
+
+
+@pytest.mark.parametrize(
+    ("sample_name", "member", "message"),
+    [
+        ("invoice", "booking", "--member booking: sample booking holds no membership"),
+        ("invoice", "nonesuch", "--member nonesuch: no such file, nor a bundled sample"),
+        ("membership", "canceled_membership", "a membership is its own member"),
+    ],
+)
+def test_member_mistakes_are_one_line_and_exit_2(
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    sample_name: str,
+    member: str,
+    message: str,
+) -> None:
+    config = write_config(tmp_path, {**INVOICES, **MEMBERS_WITH_TEMPLATES})
+    code, out, err = preview(
+        capsys, "--config", config, "--sample", sample_name, "--member", member
+    )
+    assert (code, out) == (2, "")
+    (line,) = err.splitlines()
+    assert line.startswith("syncd: error: ") and message in line
+
+
+def test_a_membership_is_its_own_member(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    config = write_config(tmp_path, MEMBERS_WITH_TEMPLATES)
+    code, out, err = preview(capsys, "--config", config, "--sample", "canceled_membership")
+    assert (code, err) == (0, "")
+    assert line_of(out, "member: ") == "member: this membership itself"
+    assert cell(out, "Email") == sample("canceled_membership")["email"]
+    assert cell(out, "Company") == "-"
+
+
+def test_where_says_whether_each_worksheet_keeps_the_resource(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = write_config(tmp_path, INVOICES)
+    code, out, err = preview(capsys, "--config", config, "--sample", "invoice")
+    assert (code, err) == (0, "")
+    assert line_of(out, "where: ") == (
+        "where: paid_status == 'unpaid'  ->  kept: this invoice has a row here"
+    )
+    assert cell(out, "Number", "Unpaid invoices") == sample("invoice")["formatted_invoice_number"]
+
+    paid = write_json(tmp_path, "paid.json", {**sample("invoice"), "paid_status": "paid"})
+    code, out, err = preview(capsys, "--config", config, "--sample", paid)
+    assert (code, err) == (0, "")
+    assert line_of(out, "where: ") == (
+        "where: paid_status == 'unpaid'  ->  not kept: this invoice gets no row here, "
+        "and a row it had is removed"
+    )
+    assert len([line for line in out.splitlines() if line.startswith("where: ")]) == 1
+
+    # A deletion that carries no data cannot be tested: the row it has is only flagged.
+    bare = write_json(tmp_path, "bare.json", {"url": sample("invoice")["url"]})
+    code, out, err = preview(
+        capsys, "--config", config, "--sample", bare, "--event", "deleted_invoice"
+    )
+    assert (code, err) == (0, "")
+    assert line_of(out, "where: ").endswith(
+        "->  not tried: the deletion carries no data (a row it has is flagged, none added)"
+    )
+    assert "member: " not in out  # nothing to join without data
+
+
+def test_a_failing_template_warns_naming_its_header_and_paths_skip_templates(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    sheets = {
+        "Invoices": {
+            "resource": "invoice",
+            "events": ["created_invoice"],
+            "where": "(total_amount | float) / (total_paid_amount | float) > 0",
+            "columns": {
+                "Number": "formatted_invoice_number",
+                "Paid share": {"template": "{{ total_paid_amount | float / 0 }}"},
+                "Company": {"template": "{{ adress.company }}"},  # a typo renders empty
+                "Recipient": "adress.name",
+            },
+        }
+    }
+    code, out, err = preview(
+        capsys, "--config", write_config(tmp_path, sheets), "--sample", "invoice"
+    )
+    assert code == 0
+    assert cell(out, "Paid share") == "(empty: the template failed)"
+    assert cell(out, "Company") == ""
+    assert cell(out, "Number") == sample("invoice")["formatted_invoice_number"]
+    assert line_of(out, "where: ").endswith(
+        "->  not kept: this invoice gets no row here, and a row it had is removed"
+    )
+    warnings = err.splitlines()
+    assert len(warnings) == 3, warnings
+    assert warnings[0].startswith(
+        'syncd: warning: Invoices: column "Recipient" (path adress.name) matches nothing'
+    )
+    assert warnings[1].startswith("syncd: warning: Invoices: where failed: ZeroDivisionError")
+    assert warnings[2].startswith(
+        'syncd: warning: Invoices: column "Paid share": template failed: ZeroDivisionError'
+    )
+
+
+def test_url_joins_the_member_read_only_from_cobot(tmp_path: Path, cobot_sim: CobotSandbox) -> None:
+    sim = cobot_sim.sim
+    ada = sim.create("membership", emit=False)
+    bo = sim.create("membership", emit=False)
+    ada_invoice = sim.create("invoice", member=ada["id"], emit=False)
+    bo_invoice = sim.create("invoice", member=bo["id"], emit=False)
+    sim.delete("membership", bo["id"], emit=False)
+    cobot = {"subdomain": "co-up", "access_token": cobot_sim.token, "base_url": cobot_sim.url}
+    config = write_config(tmp_path, INVOICES, cobot=cobot)
+
+    found = run_syncd(
+        "preview", "--config", config, "--url", sim.url_for("invoice", ada_invoice["id"])
+    )
+    assert found.returncode == 0, found.stderr
+    assert line_of(found.stdout, "member: ") == (
+        f"member: {sim.url_for('membership', ada['id'])} ({ada['name']}), read from Cobot"
+    )
+    assert cell(found.stdout, "Member email") == ada["email"]
+
+    gone = run_syncd(
+        "preview", "--config", config, "--url", sim.url_for("invoice", bo_invoice["id"])
+    )
+    assert gone.returncode == 0, gone.stderr
+    assert line_of(gone.stdout, "member: ") == (
+        f"member: none: Cobot answers 404 for {sim.url_for('membership', bo['id'])}, "
+        "so member.* is empty"
+    )
+    assert cell(gone.stdout, "Member email") == ""
+
+    # --member stands in without asking Cobot.
+    given = run_syncd(
+        "preview",
+        "--config",
+        config,
+        "--url",
+        sim.url_for("invoice", ada_invoice["id"]),
+        "--member",
+        "canceled_membership",
+    )
+    assert given.returncode == 0, given.stderr
+    assert cell(given.stdout, "Member email") == sample("canceled_membership")["email"]
+
+    # Two GETs per preview that joins a member from Cobot (its resource, its member), one
+    # with --member; every one read-only.
+    assert {(r.method, r.has_auth) for r in sim.requests()} == {("GET", True)}
+    assert len(sim.requests()) == 5
+    assert cobot_sim.token not in found.stdout + found.stderr + gone.stdout + gone.stderr

@@ -739,6 +739,7 @@ def test_all_shipped_samples_parse() -> None:
     names = {path.stem for path in SAMPLES.glob("*.json")}
     assert names == {
         "membership",
+        "canceled_membership",
         "invoice",
         "booking",
         "check_in",

@@ -10,6 +10,7 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import gspread
 import pytest
@@ -422,6 +423,201 @@ def test_update_sheet_properties_masks_with_dots_or_slashes(
     assert (fetched.frozen_row_count, fetched.col_count) == (1, 3)
     fetched.update([["x"]], "C1")
     assert fetched.get("A1:C1").range == "'People''s list'!A1:C1"
+
+
+# -- formats and conditional formats -------------------------------------------------------
+
+FORMAT_FIELDS = "sheets(data(rowData(values(userEnteredFormat(numberFormat,textFormat(bold))))))"
+
+
+def grid_formats(spreadsheet: gspread.Spreadsheet, a1: str, fields: str) -> list[dict[str, Any]]:
+    """Each cell's userEnteredFormat in a one-column range, read the way clients read it."""
+    params = {"ranges": [a1], "fields": fields}
+    (sheet,) = spreadsheet.client.fetch_sheet_metadata(spreadsheet.id, params)["sheets"]
+    rows = sheet["data"][0].get("rowData", [])
+    return [(row.get("values") or [{}])[0].get("userEnteredFormat", {}) for row in rows]
+
+
+def repeat_cell(sheet_id: int, rows: tuple[int, int], cell: dict[str, Any], fields: str) -> Any:
+    span = {"sheetId": sheet_id, "startRowIndex": rows[0], "endRowIndex": rows[1]}
+    span |= {"startColumnIndex": 0, "endColumnIndex": 1}
+    return {"repeatCell": {"range": span, "cell": {"userEnteredFormat": cell}, "fields": fields}}
+
+
+def test_number_formats_are_kept_per_cell_with_type_and_pattern(
+    sandbox: SheetsSandbox, spreadsheet: gspread.Spreadsheet
+) -> None:
+    ws = spreadsheet.sheet1
+    price = {"numberFormat": {"type": "NUMBER", "pattern": "#,##0.00"}}
+    spreadsheet.batch_update(
+        {"requests": [repeat_cell(ws.id, (1, 3), price, "userEnteredFormat.numberFormat")]}
+    )
+    ws.update([[1234.5], [132.5], [7]], "A2")
+
+    formats = grid_formats(spreadsheet, "Sheet1!A1:A4", FORMAT_FIELDS)
+    assert formats == [{}, price, price, {}]  # rows 2 and 3 only, not the whole column
+    assert ws.get_all_values() == [[""], ["1,234.50"], ["132.50"], ["7"]]
+    # The fields mask cuts the answer down, as Google's does.
+    only_type = "sheets(data(rowData(values(userEnteredFormat(numberFormat(type))))))"
+    typed = grid_formats(spreadsheet, "Sheet1!A2", only_type)
+    assert typed == [{"numberFormat": {"type": "NUMBER"}}]
+    assert sandbox.emulator.cell_formats(sandbox.spreadsheet_id, "Sheet1", "A2:A3") == [
+        [price],
+        [price],
+    ]
+
+
+def test_field_masks_change_only_the_parts_they_name(
+    sandbox: SheetsSandbox, spreadsheet: gspread.Spreadsheet
+) -> None:
+    ws = spreadsheet.sheet1
+    date = {"numberFormat": {"type": "DATE", "pattern": "dd.mm.yyyy"}}
+    bold = {"textFormat": {"bold": True}}
+    spreadsheet.batch_update(
+        {
+            "requests": [
+                repeat_cell(ws.id, (0, 2), date, "userEnteredFormat.numberFormat"),
+                repeat_cell(ws.id, (0, 1), bold, "userEnteredFormat.textFormat.bold"),
+            ]
+        }
+    )
+    formats = sandbox.emulator.cell_formats(sandbox.spreadsheet_id, "Sheet1", "A1:A2")
+    assert formats == [[{**date, **bold}], [date]]
+
+    # Without the part in the cell, a mask naming it clears it.
+    spreadsheet.batch_update(
+        {"requests": [repeat_cell(ws.id, (0, 1), {}, "userEnteredFormat.numberFormat")]}
+    )
+    formats = sandbox.emulator.cell_formats(sandbox.spreadsheet_id, "Sheet1", "A1:A2")
+    assert formats == [[bold], [date]]
+
+    # updateCells sets formats cell by cell, under the same masks.
+    start = {"sheetId": ws.id, "rowIndex": 1, "columnIndex": 0}
+    cells = {"values": [{"userEnteredFormat": bold}]}
+    fields = "userEnteredFormat.textFormat"
+    spreadsheet.batch_update(
+        {"requests": [{"updateCells": {"start": start, "rows": [cells], "fields": fields}}]}
+    )
+    formats = sandbox.emulator.cell_formats(sandbox.spreadsheet_id, "Sheet1", "A1:A2")
+    assert formats == [[bold], [{**date, **bold}]]
+
+    sandbox.emulator.clear_formats(sandbox.spreadsheet_id, "Sheet1")  # "Clear formatting"
+    assert sandbox.emulator.cell_formats(sandbox.spreadsheet_id, "Sheet1", "A1:A2") == [[{}], [{}]]
+
+
+def test_formats_move_with_inserted_and_deleted_rows(
+    sandbox: SheetsSandbox, spreadsheet: gspread.Spreadsheet
+) -> None:
+    ws = spreadsheet.sheet1
+    date = {"numberFormat": {"type": "DATE", "pattern": "yyyy-mm-dd"}}
+    spreadsheet.batch_update(
+        {"requests": [repeat_cell(ws.id, (2, 3), date, "userEnteredFormat.numberFormat")]}
+    )
+    ws.update([["a"], ["b"], [45537]], "A1")
+    ws.delete_rows(1)  # row 3 moves up to row 2
+    assert ws.get_all_values() == [["b"], ["2024-09-02"]]
+    ws.insert_row(["new"], 1)
+    assert sandbox.emulator.cell_formats(sandbox.spreadsheet_id, "Sheet1", "A1:A3") == [
+        [{}],
+        [{}],
+        [date],
+    ]
+
+
+def rule(sheet_id: int, formula: str, start_column: int = 0) -> dict[str, Any]:
+    span = {"sheetId": sheet_id, "startRowIndex": 1, "startColumnIndex": start_column}
+    condition = {"type": "CUSTOM_FORMULA", "values": [{"userEnteredValue": formula}]}
+    grey = {"textFormat": {"strikethrough": True}}
+    return {"ranges": [span], "booleanRule": {"condition": condition, "format": grey}}
+
+
+def test_conditional_format_rules_are_added_updated_and_deleted_by_index(
+    sandbox: SheetsSandbox, spreadsheet: gspread.Spreadsheet, raw: requests.Session
+) -> None:
+    sheet_id = spreadsheet.sheet1.id
+    first, second = rule(sheet_id, '=$A2<>""'), rule(sheet_id, "=$B2>10")
+    spreadsheet.batch_update(
+        {
+            "requests": [
+                {"addConditionalFormatRule": {"rule": first}},
+                {"addConditionalFormatRule": {"rule": second, "index": 0}},
+            ]
+        }
+    )
+    metadata = raw.get(api(sandbox)).json()
+    assert metadata["sheets"][0]["conditionalFormats"] == [second, first]
+    fields = {"fields": "sheets(properties(title),conditionalFormats)"}
+    masked = raw.get(api(sandbox), params=fields).json()
+    assert masked == {
+        "sheets": [{"properties": {"title": "Sheet1"}, "conditionalFormats": [second, first]}]
+    }
+
+    changed = rule(sheet_id, '=$C2<>""')
+    update = {"sheetId": sheet_id, "index": 1, "rule": changed}
+    reply = spreadsheet.batch_update(
+        {
+            "requests": [
+                {"updateConditionalFormatRule": update},
+                {"updateConditionalFormatRule": {"sheetId": sheet_id, "index": 1, "newIndex": 0}},
+                {"deleteConditionalFormatRule": {"sheetId": sheet_id, "index": 1}},
+            ]
+        }
+    )
+    assert reply["replies"][0]["updateConditionalFormatRule"]["oldRule"] == first
+    assert reply["replies"][2] == {"deleteConditionalFormatRule": {"rule": second}}
+    assert sandbox.emulator.conditional_formats(sandbox.spreadsheet_id, "Sheet1") == [changed]
+
+    with pytest.raises(APIError) as caught:
+        spreadsheet.batch_update(
+            {"requests": [{"deleteConditionalFormatRule": {"sheetId": sheet_id, "index": 1}}]}
+        )
+    assert caught.value.code == 400
+    with pytest.raises(APIError):  # a custom formula must be a formula
+        bad = rule(sheet_id, "$A2")
+        spreadsheet.batch_update({"requests": [{"addConditionalFormatRule": {"rule": bad}}]})
+    assert sandbox.emulator.conditional_formats(sandbox.spreadsheet_id, "Sheet1") == [changed]
+
+
+def test_rules_follow_inserted_and_deleted_columns(
+    sandbox: SheetsSandbox, spreadsheet: gspread.Spreadsheet
+) -> None:
+    sheet_id = spreadsheet.sheet1.id
+    spreadsheet.batch_update(
+        {
+            "requests": [
+                {"addConditionalFormatRule": {"rule": rule(sheet_id, '=$E2<>"$E2"', 2)}},
+                {"addConditionalFormatRule": {"rule": rule(sheet_id, "=AND($B2,LOG10($D2))")}},
+            ]
+        }
+    )
+    span = {"sheetId": sheet_id, "dimension": "COLUMNS"}
+    spreadsheet.batch_update(
+        {"requests": [{"insertDimension": {"range": {**span, "startIndex": 1, "endIndex": 2}}}]}
+    )
+    moved = sandbox.emulator.conditional_formats(sandbox.spreadsheet_id, "Sheet1")
+    formulas = [r["booleanRule"]["condition"]["values"][0]["userEnteredValue"] for r in moved]
+    assert formulas == ["=AND($C2,LOG10($E2))", '=$F2<>"$E2"']  # text in quotes stays
+    assert [r["ranges"][0]["startColumnIndex"] for r in moved] == [0, 3]
+
+    spreadsheet.batch_update(
+        {"requests": [{"deleteDimension": {"range": {**span, "startIndex": 5, "endIndex": 6}}}]}
+    )
+    moved = sandbox.emulator.conditional_formats(sandbox.spreadsheet_id, "Sheet1")
+    assert moved[1]["booleanRule"]["condition"]["values"][0]["userEnteredValue"] == (
+        '=#REF!<>"$E2"'
+    )
+
+
+def test_deleting_every_row_below_frozen_ones_is_refused(
+    sandbox: SheetsSandbox, spreadsheet: gspread.Spreadsheet
+) -> None:
+    ws = spreadsheet.add_worksheet("Small", rows=3, cols=2)
+    ws.freeze(rows=1)
+    with pytest.raises(APIError) as caught:
+        ws.delete_rows(2, 3)
+    assert "not possible to delete all non-frozen rows" in caught.value.error["message"]
+    ws.delete_rows(2)
+    assert sandbox.emulator.grid_size(sandbox.spreadsheet_id, "Small") == (2, 2)
 
 
 # -- limits and errors ----------------------------------------------------------------------

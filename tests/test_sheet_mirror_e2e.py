@@ -214,7 +214,7 @@ def test_date_columns_under_headers_a_person_made_show_dates(make_daemon: MakeDa
 
     assert len(daemon.rows("Members")) == 3
     assert_dates_shown_as_dates(daemon)
-    assert "restored the date format of" in daemon.logs()
+    assert "restored the number format of" in daemon.logs()
     assert daemon.stop() == 0
 
 

@@ -144,7 +144,7 @@ class User:
         sheet_id = self.worksheet(title).id
         span = {"sheetId": sheet_id, "dimension": "COLUMNS", "startIndex": index}
         self.request({"insertDimension": {"range": {**span, "endIndex": index + 1}}})
-        self.set_cells([[v] for v in values], gspread.utils.rowcol_to_a1(1, index + 1))
+        self.set_cells([[v] for v in values], gspread.utils.rowcol_to_a1(1, index + 1), title)
 
     def delete_row(self, number: int, title: str = "Members") -> None:
         sheet_id = self.worksheet(title).id

@@ -148,6 +148,7 @@ async def test_rows_written_before_observation_times_count_as_observed_when_writ
     with sqlite3.connect(state_dir / DB_FILENAME) as conn:  # as the first schema left it
         for column in ("observed_at", "cells"):
             conn.execute(f"ALTER TABLE row_states DROP COLUMN {column}")
+        conn.execute("DROP TABLE resources")
         conn.execute(
             "INSERT INTO row_states (sheet, url, fingerprint, deleted_at, written_at)"
             " VALUES ('Members', ?, 'f', NULL, 1234.5)",

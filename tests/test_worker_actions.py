@@ -23,6 +23,7 @@ from syncd.cobot.client import Fetched
 from syncd.config.settings import SheetSettings
 from syncd.core.errors import Action, SyncdError
 from syncd.core.metrics import Metrics
+from syncd.engine.rowplan import SheetBatch
 from syncd.engine.settle import PAUSE_SECONDS, RETRY_BASE_SECONDS
 from syncd.engine.worker import Worker
 from syncd.intake.resources import ResourceRef
@@ -218,16 +219,18 @@ async def test_a_poisoned_row_is_isolated_and_the_others_written(
     assert letter.last_error is not None and str(poison) in letter.last_error
 
 
-async def test_an_exception_while_mapping_one_row_fails_only_that_row(rig: Rig) -> None:
+async def test_an_exception_while_mapping_one_row_fails_only_that_row(
+    rig: Rig, monkeypatch: pytest.MonkeyPatch
+) -> None:
     await enqueue_others(rig)
-    mapping = rig.worker._add_row
+    mapping = SheetBatch.decide
 
-    def fragile(batch: Any, work: Any, known: Any) -> None:
-        if work.ref.url == URL:
+    def fragile(batch: SheetBatch, seen: Any, tz: Any, held: Any) -> Any:
+        if seen.url == URL:
             raise ValueError("no rule for this value")
-        mapping(batch, work, known)
+        return mapping(batch, seen, tz, held)
 
-    rig.worker._add_row = fragile  # type: ignore[method-assign]
+    monkeypatch.setattr(SheetBatch, "decide", fragile)
     await rig.flush_everything()
     assert set(rig.sheets.rows) == set(OTHERS)
     assert sorted(rig.cobot.fetched) == sorted([URL, *OTHERS])  # one flush, not one per half

@@ -264,6 +264,10 @@ class CobotClient:
 
     # -- URLs -----------------------------------------------------------------------------
 
+    def ref_of(self, kind: str, ident: str) -> ResourceRef:
+        """The reference of a resource known by kind and id, at this space's origin."""
+        return ResourceRef(kind=kind, id=ident, url=resource_url(kind, ident, self._settings))
+
     def _v1_url(self, path: str) -> str:
         return f"{self._settings.base_url}{path}"
 

@@ -49,6 +49,8 @@ _TYPES: dict[KeyType, str] = {
     "cron": "cron or `off`",
     "loglevel": "level",
     "logformat": "`text` or `json`",
+    "bool": "`true` or `false`",
+    "template expression": "Jinja2 expression",
 }
 
 
@@ -202,6 +204,8 @@ def _key_row(path: str, key: Key) -> list[tuple[str, ...]]:
 def _default(value: Any) -> str:
     if value is None:
         return "—"
+    if isinstance(value, bool):
+        return f"`{str(value).lower()}`"  # as YAML writes it
     if isinstance(value, float) and value.is_integer():
         value = int(value)
     return f"`{value}`" if value != [] and value != {} else f"`{value!r}`"

@@ -3,8 +3,10 @@
 A change to the ``columns:`` of a worksheet is otherwise only checked once the daemon writes
 real rows. Preview maps a sample (a bundled one, a saved API answer or a webhook body) or a
 resource fetched read-only from Cobot with the daemon's own code (``syncd.mapping.rows``,
-as the worker builds its rows), shows every header with the cell it gets, and warns about column
-paths that match nothing, which are most often typos. No sheet is touched.
+as the worker builds its rows), shows every header with its source, type, format and the cell
+it gets, which membership templates see as ``member``, and whether ``where:`` keeps the
+resource. It warns about column paths that match nothing, which are most often typos, and
+about templates that fail for this resource. No sheet is touched.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ import asyncio
 import difflib
 import json
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from importlib import resources
@@ -24,13 +26,14 @@ from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo
 
 from syncd.commands.command import Command, add_config_option
+from syncd.commands.preview_table import cells_table, escaped
 from syncd.config.loading import inspect_settings
 from syncd.config.settings import Settings, SheetSettings
 from syncd.core.errors import ConfigError, SyncdError, UsageError
 from syncd.core.events import EVENTS, RESOURCE_KINDS, embedded_resource, resource_kind_of_path
 from syncd.intake.resources import InvalidResourceURL, parse_resource_url, resource_url
-from syncd.mapping.cells import CellValue, deletion_stamp, missing_paths
-from syncd.mapping.display import display_cell
+from syncd.mapping.cells import Row, deletion_stamp, missing_paths
+from syncd.mapping.computed import MEMBERSHIP, RowContext, member_id, row_kept, uses_member
 from syncd.mapping.rows import sheet_row
 
 #: Config sections preview reads; problems elsewhere (Google, webhook) do not matter to it.
@@ -51,6 +54,18 @@ class Payload:
     @property
     def deletion(self) -> bool:
         return self.event is not None and EVENTS[self.event].deletion
+
+
+@dataclass(frozen=True)
+class Member:
+    """The membership templates see as ``member``, and where preview took it from."""
+
+    resource: Mapping[str, Any] | None
+    #: The ``member:`` line's text; empty when no worksheet reads ``member``.
+    note: str = ""
+
+
+NO_MEMBER = Member(None)
 
 
 # -- command line ---------------------------------------------------------------------------
@@ -76,6 +91,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--sheet", metavar="TITLE", help="the worksheet, when several hold this kind of resource"
     )
+    parser.add_argument(
+        "--member",
+        metavar="FILE|NAME",
+        help="the membership templates see as member (a JSON file or a bundled sample); "
+        "by default the bundled membership sample, or with --url the one Cobot holds",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -86,9 +107,12 @@ def run(args: argparse.Namespace) -> int:
     else:
         payload = sample_payload(settings, args.sample, event)
     tz = ZoneInfo(settings.timezone)
-    for sheet in matching_sheets(settings, payload, args.sheet):
-        print(render_preview(sheet, payload, tz))
-        for warning in path_warnings(sheet, payload):
+    sheets = matching_sheets(settings, payload, args.sheet)
+    member = member_for(settings, payload, sheets, args.member, from_cobot=args.url is not None)
+    for sheet in sheets:
+        found = preview_sheet(sheet, payload, member, tz, settings.cobot.subdomain)
+        print(render_preview(found, payload, member))
+        for warning in [*path_warnings(sheet, payload), *template_warnings(found)]:
             print(f"syncd: warning: {warning}", file=sys.stderr)
     return 0
 
@@ -122,8 +146,8 @@ def sample_names() -> list[str]:
     )
 
 
-def read_sample(name: str) -> tuple[str, Any]:
-    """(label, parsed JSON) of a sample file or a bundled sample name."""
+def read_sample(name: str, option: str = "--sample") -> tuple[str, Any]:
+    """(label, parsed JSON) of a sample file or a bundled sample name given with ``option``."""
     path = Path(name)
     if path.is_file():
         label, text = str(path), path.read_text(encoding="utf-8")
@@ -132,7 +156,7 @@ def read_sample(name: str) -> tuple[str, Any]:
         text = resources.files("syncd").joinpath("samples", f"{name}.json").read_text("utf-8")
     else:
         raise UsageError(
-            f"--sample {name}: no such file, nor a bundled sample "
+            f"{option} {name}: no such file, nor a bundled sample "
             f"(one of: {', '.join(sample_names())})"
         )
     try:
@@ -141,9 +165,11 @@ def read_sample(name: str) -> tuple[str, Any]:
         raise UsageError(f"{label} is not JSON: {exc.msg} at line {exc.lineno}") from None
 
 
-def sample_payload(settings: Settings, name: str, event: str | None) -> Payload:
+def sample_payload(
+    settings: Settings, name: str, event: str | None, option: str = "--sample"
+) -> Payload:
     """Interpret a sample: a resource, an API 2 document or a webhook body (deletions too)."""
-    label, body = read_sample(name)
+    label, body = read_sample(name, option)
     if not isinstance(body, dict):
         raise UsageError(f"{label}: expected a JSON object (a Cobot resource or webhook body)")
     if event is None and name in EVENTS:
@@ -231,7 +257,77 @@ def _row_url(
     return None
 
 
+# -- the member -------------------------------------------------------------------------------
+
+
+def member_for(
+    settings: Settings,
+    payload: Payload,
+    sheets: Sequence[SheetSettings],
+    name: str | None,
+    *,
+    from_cobot: bool,
+) -> Member:
+    """The membership a worksheet's templates join, as the daemon would: a membership is its
+    own member; others get ``--member``'s sample, with ``--url`` the one Cobot holds, or else
+    the bundled membership sample standing in for theirs."""
+    if payload.kind == MEMBERSHIP and name is not None:
+        raise UsageError(f"--member {name}: a membership is its own member; leave it out")
+    if payload.resource is None or not any(uses_member(sheet) for sheet in sheets):
+        return NO_MEMBER
+    if payload.kind == MEMBERSHIP:
+        return Member(None, "this membership itself")
+    ident = member_id(payload.kind or "", payload.resource)
+    if ident is None:
+        what = payload.kind or "resource"
+        return Member(None, f"none: this {what} names no membership, so member.* is empty")
+    if name is None and from_cobot:
+        return asyncio.run(fetch_member(settings, ident))
+    given = sample_payload(settings, name or MEMBERSHIP, None, "--member")
+    if given.kind not in (MEMBERSHIP, None) or given.resource is None:
+        raise UsageError(f"--member {name}: {given.source} holds no membership")
+    how = (
+        f", given with --member, for membership {ident}"
+        if name is not None
+        else f" stands in for membership {ident} (--member FILE|NAME picks another)"
+    )
+    return Member(given.resource, f"{given.source} ({_name_of(given.resource)}){how}")
+
+
+async def fetch_member(settings: Settings, ident: str) -> Member:
+    """The membership as Cobot holds it (one read-only GET), as the daemon joins a member its
+    local copy lacks."""
+    from syncd.cobot.client import CobotClient
+
+    async with CobotClient(settings.cobot) as cobot:
+        ref = cobot.ref_of(MEMBERSHIP, ident)
+        try:
+            fetched = await cobot.fetch(ref)
+        except ValueError:  # an id no Cobot URL can hold: the daemon joins nothing either
+            return Member(None, f"none: {ident!r} is not a membership id, so member.* is empty")
+    if fetched.data is None:
+        return Member(None, f"none: Cobot answers 404 for {ref.url}, so member.* is empty")
+    return Member(fetched.data, f"{ref.url} ({_name_of(fetched.data)}), read from Cobot")
+
+
+def _name_of(membership: Mapping[str, Any]) -> str:
+    name = membership.get("name")
+    return escaped(name) if isinstance(name, str) and name else "no name"
+
+
 # -- choosing worksheets and rendering --------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SheetPreview:
+    """What one worksheet makes of the payload: its row, its ``where:``, its problems."""
+
+    sheet: SheetSettings
+    row: Row
+    #: Whether ``where:`` keeps the resource; None without ``where:`` or without data.
+    kept: bool | None
+    #: Templates and ``where:`` that failed for this resource, one line each.
+    problems: tuple[str, ...]
 
 
 def matching_sheets(settings: Settings, payload: Payload, title: str | None) -> list[SheetSettings]:
@@ -264,18 +360,39 @@ def matching_sheets(settings: Settings, payload: Payload, title: str | None) -> 
     return sheets
 
 
-def render_preview(sheet: SheetSettings, payload: Payload, tz: ZoneInfo) -> str:
-    """The worksheet's headers, in sheet order, each with the cell the daemon would write."""
+def preview_sheet(
+    sheet: SheetSettings, payload: Payload, member: Member, tz: ZoneInfo, space: str
+) -> SheetPreview:
+    """The row and the ``where:`` decision, made by the code the worker uses."""
+    context = RowContext(member=member.resource, space=space)
+    problems: list[str] = []
+    kept = None
+    if sheet.where is not None and payload.resource is not None:
+        kept = row_kept(sheet, payload.resource, context, problems, tz)
     deleted_at = deletion_stamp(datetime.now(UTC)) if payload.deletion else None
-    row = sheet_row(sheet, payload.url or "", payload.resource, deleted_at, tz)
-    missing = {c.header for c in missing_paths(payload.resource or {}, sheet.columns)}
-    lines = [
-        [header, path, kind, _cell_text(header, row, kind, missing)]
-        for header, path, kind in _layout(sheet)
-    ]
-    title = f'Worksheet "{sheet.title}": the row for this {payload.kind or "resource"}'
+    row = sheet_row(sheet, payload.url or "", payload.resource, deleted_at, tz, context, problems)
+    return SheetPreview(sheet, row, kept, tuple(problems))
+
+
+def render_preview(found: SheetPreview, payload: Payload, member: Member) -> str:
+    """The worksheet's headers, in sheet order, each with its source and the cell the daemon
+    would write; above them the member templates see and what ``where:`` decides."""
+    sheet = found.sheet
+    what = payload.kind or "resource"
     event = f" ({payload.event})" if payload.event else ""
-    return "\n".join([f"{title}{event}, from {payload.source}", "", *_table(lines), ""])
+    lines = [f'Worksheet "{sheet.title}": the row for this {what}{event}, from {payload.source}']
+    if member.note and uses_member(sheet):
+        lines.append(f"member: {member.note}")
+    if sheet.where is not None:
+        lines.append(f"where: {escaped(sheet.where)}  ->  {_verdict(found.kept, what)}")
+    missing = {c.header for c in missing_paths(payload.resource or {}, sheet.columns)}
+    failed = {c.header for c in sheet.columns if _failed(c.header, found.problems)}
+    return "\n".join([*lines, "", *cells_table(sheet, found.row, missing, failed), ""])
+
+
+def template_warnings(found: SheetPreview) -> list[str]:
+    """One line per template or ``where:`` that failed for this resource, naming it."""
+    return [f"{found.sheet.title}: {problem}" for problem in found.problems]
 
 
 def path_warnings(sheet: SheetSettings, payload: Payload) -> list[str]:
@@ -295,42 +412,17 @@ def path_warnings(sheet: SheetSettings, payload: Payload) -> list[str]:
     return warnings
 
 
-def _layout(sheet: SheetSettings) -> Iterator[tuple[str, str, str]]:
-    for column in sheet.columns:
-        yield column.header, column.path, column.type
-    yield sheet.deleted_column, "(deletion time)", ""
-    yield sheet.key_column, "(resource URL: the row key)", ""
+def _verdict(kept: bool | None, what: str) -> str:
+    if kept is None:
+        return "not tried: the deletion carries no data (a row it has is flagged, none added)"
+    if kept:
+        return f"kept: this {what} has a row here"
+    return f"not kept: this {what} gets no row here, and a row it had is removed"
 
 
-def _cell_text(header: str, row: dict[str, CellValue], kind: str, missing: set[str]) -> str:
-    if header not in row:
-        return "(left as it is: the deletion carries no data)"
-    if header in missing:
-        return "(empty: no such path)"
-    value = row[header]
-    shown = _escaped(display_cell(value, kind))
-    if kind in ("date", "datetime") and isinstance(value, int | float) and shown != str(value):
-        return f"{shown}  (serial {value})"
-    return shown
-
-
-def _escaped(text: str) -> str:
-    """Control characters visible, everything else (formula-like text too) literal."""
-    return text.replace("\\", "\\\\").replace("\n", "\\n").replace("\r", "\\r").replace("\t", "\\t")
-
-
-def _table(lines: list[list[str]]) -> list[str]:
-    """Aligned columns; the last one (the cell) is never cut, so nothing is hidden."""
-    rows = [["Header", "Path", "Type", "Cell"], *lines]
-    widths = [max(len(row[i]) for row in rows) for i in range(3)]
-    rule_width = min(40, max(len(row[3]) for row in rows))
-    rows.insert(1, ["-" * w for w in widths] + ["-" * rule_width])
-    return [_table_line(row, widths) for row in rows]
-
-
-def _table_line(row: list[str], widths: list[int]) -> str:
-    padded = [cell.ljust(width) for cell, width in zip(row, widths, strict=False)]
-    return "  ".join([*padded, row[3]]).rstrip()
+def _failed(header: str, problems: Sequence[str]) -> bool:
+    """Whether the column's template failed (``syncd.mapping.computed`` names it first)."""
+    return any(problem.startswith(f'column "{header}":') for problem in problems)
 
 
 def _leaf_paths(value: Any, prefix: str = "") -> Iterator[str]:

@@ -14,6 +14,7 @@ from urllib.parse import urlsplit
 from syncd.config.cron import cron_trigger
 from syncd.config.schema import KeyType
 from syncd.config.settings import COLUMN_TYPES, Column, Secret
+from syncd.config.templating import BadTemplate, compile_expression
 from syncd.core.events import EVENTS, RESOURCE_KINDS
 
 
@@ -130,16 +131,32 @@ def _events(value: Any) -> tuple[str, ...]:
     return tuple(dict.fromkeys(names))
 
 
+#: The keys of a column's long form.
+COLUMN_KEYS = ("path", "template", "type", "format")
+
+
 def _columns(value: Any) -> tuple[Column, ...]:
+    """Every column, or one error that lists every broken column."""
     _expect(
         isinstance(value, dict) and bool(value),
         f"expected a mapping of header -> path, got {_describe(value)}",
     )
-    return tuple(_column(header, spec) for header, spec in value.items())
+    columns, problems = [], []
+    for header, spec in value.items():
+        try:
+            columns.append(_column(header, spec))
+        except ValueError as exc:
+            problems.append(str(exc))
+    _expect(not problems, "; ".join(problems))
+    return tuple(columns)
 
 
 def _column(header: Any, spec: Any) -> Column:
-    """One column: ``Header: path``, or ``Header: {path: ..., type: ...}``."""
+    """One column: ``Header: path``, or ``Header: {path or template, type, format}``.
+
+    Whether a template parses is checked with the worksheet (``hooks.finish_sheet``), so that
+    its problem names the column's own key.
+    """
     _expect(
         isinstance(header, str) and header.strip() != "",
         f"column headers must be non-empty text, got {_describe(header)}",
@@ -150,16 +167,48 @@ def _column(header: Any, spec: Any) -> Column:
         isinstance(spec, dict),
         f"column {header!r}: expected a path or {{path: ..., type: ...}}, got {_describe(spec)}",
     )
-    extra = sorted(set(spec) - {"path", "type"})
+    extra = sorted(str(name) for name in spec if name not in COLUMN_KEYS)
     if extra:
-        raise ValueError(f"column {header!r}: unknown key {extra[0]!r} (expected path, type)")
-    path, kind = spec.get("path"), spec.get("type", "text")
-    _expect(isinstance(path, str) and path != "", f"column {header!r}: path is missing")
+        raise ValueError(
+            f"column {header!r}: unknown key {extra[0]!r} (expected {', '.join(COLUMN_KEYS)})"
+        )
+    path, template = spec.get("path"), spec.get("template")
+    _expect(
+        (path is None) != (template is None),
+        f"column {header!r}: "
+        + ("give path or template, not both" if path is not None else "give a path or a template"),
+    )
+    for name, text in (("path", path), ("template", template), ("format", spec.get("format"))):
+        _expect(
+            text is None or (isinstance(text, str) and text.strip() != ""),
+            f"column {header!r}: {name} must be non-empty text, got {_describe(text)}",
+        )
+    kind = spec.get("type", "text")
     _expect(
         kind in COLUMN_TYPES,
         f"column {header!r}: type must be one of {', '.join(COLUMN_TYPES)}, got {kind!r}",
     )
-    return Column(header, path, kind)
+    return Column(header, path or "", kind, template, spec.get("format"))
+
+
+def _expression(value: Any) -> str:
+    """A Jinja2 expression that compiles (a ``where:``)."""
+    text = _str(value)
+    try:
+        compile_expression(text)
+    except BadTemplate as exc:
+        raise ValueError(f"expression {exc}") from None
+    return text
+
+
+_BOOL_WORDS = {"true": True, "yes": True, "on": True, "false": False, "no": False, "off": False}
+
+
+def _bool(value: Any) -> bool:
+    """true or false; also as the words a ``${VAR}`` gives (yes/no, on/off)."""
+    word = _BOOL_WORDS.get(value.strip().lower()) if isinstance(value, str) else value
+    _expect(isinstance(word, bool), f"expected true or false, got {_describe(value)}")
+    return bool(word)
 
 
 def _mapping(value: Any) -> dict[str, Any]:
@@ -220,6 +269,8 @@ COERCERS: dict[KeyType, Callable[[Any], Any]] = {
     "cron": _cron,
     "loglevel": _choice(("debug", "info", "warning", "error")),
     "logformat": _choice(("text", "json")),
+    "bool": _bool,
+    "template expression": _expression,
 }
 
 #: What a required key holds when the file gives no usable value, so that best-effort settings

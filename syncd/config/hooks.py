@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 from syncd.config.draft import Draft, Report
 from syncd.config.settings import CobotSettings, GoogleSettings, Settings, SheetSettings
+from syncd.config.templating import BadTemplate, compile_template
 from syncd.core.events import EVENTS
 
 #: A spreadsheet's address as the browser shows it: the id is the part after ``/d/``.
@@ -74,7 +75,8 @@ def _service_account(path: Path, key: str, report: Report) -> dict[str, Any]:
 
 def finish_sheet(draft: Draft) -> SheetSettings:
     """A worksheet is titled by its name under ``sheets`` and re-synced on the full schedule
-    unless it sets its own; its events must be about the resource it holds."""
+    unless it sets its own; its events must be about the resource it holds, and its column
+    templates must compile (each problem under the column's own key)."""
     if "resync" not in draft.raw and draft.parent is not None:
         draft.values["resync"] = draft.parent.values["resync"].full_schedule
     sheet = SheetSettings(title=draft.name, **draft.values)
@@ -96,6 +98,11 @@ def finish_sheet(draft: Draft) -> SheetSettings:
                 f"header {header!r} has spaces around it: write it as {header.strip()!r} "
                 "(headers are matched exactly, and the spaces are easy to miss in the sheet)",
             )
+    for header, template in _templates(draft, sheet):
+        try:
+            compile_template(template)
+        except BadTemplate as exc:
+            report.add(f"{draft.key_path('columns')}.{header}", f"template {exc}")
     duplicates = sorted({h for h in headers if headers.count(h) > 1})
     if duplicates:
         report.add(
@@ -104,6 +111,20 @@ def finish_sheet(draft: Draft) -> SheetSettings:
             f"(key_column and deleted_column are headers too)",
         )
     return sheet
+
+
+def _templates(draft: Draft, sheet: SheetSettings) -> Iterator[tuple[str, str]]:
+    """Each column's template by header; read from the file when another column is broken,
+    so that one pass reports every problem."""
+    if draft.usable("columns"):
+        return ((c.header, c.template) for c in sheet.columns if c.template is not None)
+    raw = draft.raw.get("columns")
+    specs = raw.items() if isinstance(raw, dict) else ()
+    return (
+        (str(header), spec["template"])
+        for header, spec in specs
+        if isinstance(spec, dict) and isinstance(spec.get("template"), str)
+    )
 
 
 def finish_settings(draft: Draft) -> Settings:

@@ -34,6 +34,8 @@ KeyType = Literal[
     "cron",
     "loglevel",
     "logformat",
+    "bool",
+    "template expression",
 ]
 
 #: Stands for an entry's name in key paths, e.g. ``sheets.<title>.columns``.

@@ -302,9 +302,19 @@ class ResyncSettings:
 
 @dataclass(frozen=True)
 class Column:
+    """One owned column: a path into the resource, or a template computing the value; either
+    way the value is converted to ``type`` the same way."""
+
     header: str
-    path: str
+    #: Dotted path into the resource; empty for a template column.
+    path: str = ""
+    #: One of COLUMN_TYPES.
     type: str = "text"
+    #: Jinja2 source rendered in the sandbox (syncd/config/templating.py, docs/templates.md);
+    #: None for a path column.
+    template: str | None = None
+    #: Google Sheets number-format pattern (``#,##0.00``) kept on the column's cells, or None.
+    format: str | None = None
 
 
 @dataclass(frozen=True)
@@ -322,8 +332,11 @@ class SheetSettings:
     columns: tuple[Column, ...] = field(
         metadata=key(
             "columns",
-            "Header -> path into the resource JSON, in sheet order; or "
-            "{path, type} with type one of " + ", ".join(COLUMN_TYPES) + ".",
+            "Header -> path into the resource JSON, in sheet order; or {path, type, format} "
+            "or {template, type, format}: a Jinja2 template computes the value from the "
+            "resource and its member (docs/templates.md), type is one of "
+            + ", ".join(COLUMN_TYPES)
+            + ", format a Sheets number-format pattern such as `#,##0.00`.",
             required=True,
         )
     )
@@ -341,6 +354,24 @@ class SheetSettings:
             "fields (updated_custom_field).",
             default={},
         )
+    )
+    where: str | None = field(
+        default=None,
+        metadata=key(
+            "template expression",
+            "Row filter: a Jinja2 expression over the resource, with the variables of a "
+            "column template (e.g. `paid_status == 'unpaid'`); a resource for which it is false "
+            "gets no row here, and a row whose resource stops matching is removed.",
+        ),
+    )
+    highlight_deleted: bool = field(
+        default=False,
+        metadata=key(
+            "bool",
+            "Grey out rows whose Deleted cell is set, with a conditional-format rule that the "
+            "daemon keeps in place.",
+            default=False,
+        ),
     )
     #: Full re-sync schedule of this worksheet (cron), None when off; when the file does not
     #: set it, resync.full_schedule.

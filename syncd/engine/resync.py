@@ -46,6 +46,7 @@ from syncd.cobot.errors import CobotRequestError
 from syncd.config.settings import CobotSettings, ResyncSettings, SheetSettings
 from syncd.core.errors import SyncdError
 from syncd.core.events import resource_kind_of_path, within_filters
+from syncd.engine.localcopy import MemberJoin, Subject, kept_copy, stamp_at
 from syncd.engine.resync_plan import (
     COMPLETE_KINDS,
     LISTED_KINDS,
@@ -55,13 +56,13 @@ from syncd.engine.resync_plan import (
     default_span,
     unlisted_reason,
 )
+from syncd.engine.rowplan import SheetBatch, write_batch
 from syncd.intake.resources import ResourceRef, resource_url
-from syncd.mapping.cells import deletion_stamp
-from syncd.mapping.rows import mapped_row
+from syncd.mapping.computed import uses_member
+from syncd.mapping.rows import FILTERED_OUT, Observation
 from syncd.sheets.writer import SheetsWriter, UpsertReport
 from syncd.store.database import Store
 from syncd.store.meta import ResyncCheckpoint, ResyncRun, SafetyStop
-from syncd.store.rows import RowState
 
 log = logging.getLogger("syncd.resync")
 
@@ -88,6 +89,8 @@ class SheetSummary:
     updated: int = 0
     unchanged: int = 0
     deleted: int = 0
+    #: Rows removed because their resource stopped matching the worksheet's ``where:``.
+    removed: int = 0
     cobot_requests: int = 0
     sheets_reads: int = 0
     sheets_writes: int = 0
@@ -114,7 +117,8 @@ class SheetSummary:
     def describe(self) -> str:
         return (
             f"{self.added} added, {self.updated} updated, {self.unchanged} unchanged, "
-            f"{self.deleted} flagged deleted; {self.cobot_requests} Cobot request(s), "
+            f"{self.deleted} flagged deleted, {self.removed} removed (where:); "
+            f"{self.cobot_requests} Cobot request(s), "
             f"{self.sheets_reads} Sheets read(s), {self.sheets_writes} write(s); "
             f"{self.duration:.1f} s"
         )
@@ -172,6 +176,7 @@ class Resync:
         self.clock = clock
         #: Per kind, the largest window Cobot accepted after refusing a larger one.
         self._window_limits: dict[str, int] = {}
+        self.join = MemberJoin(store, cobot, urgent=False)
 
     async def run(
         self,
@@ -182,6 +187,20 @@ class Resync:
     ) -> list[SheetSummary]:
         """Re-sync the worksheets one after the other."""
         return [await self.run_sheet(sheet, mode, since, until) for sheet in sheets]
+
+    async def _list_members(self, sheet: SheetSettings, summary: SheetSummary) -> None:
+        """Keep every membership first when a worksheet of other rows joins ``member``: one
+        listing request instead of one fetch per member the local copy lacks."""
+        if not uses_member(sheet) or sheet.resource == "membership":
+            return
+        summary.cobot_requests += 1
+        observed_at = self.clock()
+        items = await self.cobot.list_memberships(all=True)
+        listed = self._by_url("membership", items, observed_at)
+        await self.store.keep(
+            kept_copy(self._ref_of("membership", url), s.resource, observed_at)
+            for url, s in listed.items()
+        )
 
     async def run_sheet(
         self,
@@ -197,6 +216,10 @@ class Resync:
             log.info("%s: skipped: %s", sheet.title, summary.skipped)
             return summary
         started = time.monotonic()
+        if mode != "recent":
+            # Formats, the header's style and the highlight rule a person cleared come back.
+            await self.sheets.check_presentation(sheet)
+        await self._list_members(sheet, summary)
         if sheet.resource in COMPLETE_KINDS:
             await self._complete_listing(sheet, summary)
         else:
@@ -231,7 +254,11 @@ class Resync:
         summary.cobot_requests += 1
         listed = self._by_url(sheet.resource, items, observed_at)
         known = await self.store.all_row_states(sheet.title)
-        absent = [url for url, s in known.items() if s.deleted_at is None and url not in listed]
+        absent = [
+            url
+            for url, s in known.items()
+            if s.deleted_at is None and s.fingerprint != FILTERED_OUT and url not in listed
+        ]
         if await self._within_share(sheet, absent, len(known), summary):
             listed.update(await self._confirm_absent(sheet.resource, absent, summary))
         await self._write(sheet, listed, summary)
@@ -248,10 +275,9 @@ class Resync:
         """
         seen: dict[str, Seen] = {}
         for url in absent:
-            _, ident = resource_kind_of_path(urlsplit(url).path) or ("", "")
             summary.cobot_requests += 1
             try:
-                fetched = await self.cobot.fetch(ResourceRef(kind, ident, url), urgent=False)
+                fetched = await self.cobot.fetch(self._ref_of(kind, url), urgent=False)
             except SyncdError as exc:
                 log.warning("%s is missing from the listing and could not be fetched: %s", url, exc)
                 continue
@@ -377,48 +403,62 @@ class Resync:
     async def _write(
         self, sheet: SheetSettings, seen: Mapping[str, Seen], summary: SheetSummary
     ) -> None:
-        """Upsert changed and missing rows in chunks, each under the worksheet's lock: read
-        the chunk's row states, decide its rows, write them and save their states.
+        """Keep what was listed in the local copy, then upsert changed and missing rows in
+        chunks, each under the worksheet's lock: read the chunk's row states, decide its rows,
+        write them (and remove those that stopped matching ``where:``), save their states.
 
         A resource seen as None flags the row deleted, keeping its other cells.
         """
+        refs = {url: self._ref_of(sheet.resource, url) for url in seen}
+        await self.store.keep(
+            kept_copy(
+                refs[url],
+                s.resource,
+                s.observed_at,
+                stamp_at(s.observed_at) if s.resource is None else None,
+            )
+            for url, s in seen.items()
+        )
         urls = list(seen)
         for first in range(0, len(urls), CHUNK_ROWS):
             chunk = urls[first : first + CHUNK_ROWS]
+            contexts = await self.join.contexts(
+                [sheet], {url: Subject(sheet.resource, seen[url].resource) for url in chunk}
+            )
             async with self.sheets.locked(sheet.title):
                 known = await self.store.row_states(sheet.title, chunk)
-                rows, states, unchanged = {}, {}, set()
+                batch = SheetBatch(sheet, known=known)
                 for url in chunk:
-                    observed, previous = seen[url], known.get(url)
-                    stamp = deletion_stamp(datetime.fromtimestamp(observed.observed_at, UTC))
-                    row = mapped_row(
-                        sheet,
-                        url,
-                        observed.resource,
+                    observed = seen[url]
+                    stamp = stamp_at(observed.observed_at) if observed.resource is None else None
+                    batch.decide(
+                        Observation(
+                            url, observed.resource, observed.observed_at, stamp, contexts[url]
+                        ),
                         self.tz,
-                        observed_at=observed.observed_at,
-                        held=previous,
-                        deleted_now=stamp if observed.resource is None else None,
+                        known.get(url),
                     )
-                    if row is None:
-                        continue  # the row holds a later observation (a webhook's)
-                    states[url] = RowState(
-                        row.fingerprint, row.deleted_at, row.observed_at, row.cells
-                    )
-                    rows[url] = row.cells
-                    if previous is not None and previous.fingerprint == row.fingerprint:
-                        unchanged.add(url)
-                if len(rows) < len(chunk):
+                if batch.superseded:
                     log.info(
                         "%s: left %d row(s) that hold later data than this listing",
                         sheet.title,
-                        len(chunk) - len(rows),
+                        len(batch.superseded),
                     )
-                if not rows:
+                if not batch.rows and not batch.removals:
+                    await self.store.complete([], {sheet.title: batch.states})
                     continue
-                report = await self.sheets.upsert(sheet, rows, only_if_missing=unchanged)
-                await self.store.complete([], {sheet.title: states})
-            summary.record(report)
+                refused = await write_batch(self.sheets, batch)
+                saved = {u: s for u, s in batch.states.items() if u not in refused}
+                await self.store.complete([], {sheet.title: saved})
+            for report in batch.reports:
+                summary.record(report)
+            summary.removed += len(batch.removals - refused.keys())
+            if refused:
+                raise next(iter(refused.values()))
+
+    def _ref_of(self, kind: str, url: str) -> ResourceRef:
+        _, ident = resource_kind_of_path(urlsplit(url).path) or ("", "")
+        return ResourceRef(kind, ident, url)
 
     def _progress(self, progress: Progress) -> None:
         log.debug("%s: step %d/%d", progress.sheet, progress.done, progress.total)

@@ -22,8 +22,6 @@ import logging
 import time
 from collections import defaultdict, deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo
 
@@ -34,18 +32,18 @@ from syncd.core.errors import SyncdError
 from syncd.core.events import EVENTS, embedded_resource, resource_kind_of_path
 from syncd.core.metrics import Metrics
 from syncd.engine.eventlog import EventLog
-from syncd.engine.isolation import upsert_isolating
+from syncd.engine.localcopy import MemberJoin, Subject, kept_copy, stamp_at
 from syncd.engine.pacing import Pacer
+from syncd.engine.rowplan import SheetBatch, write_batch
 from syncd.engine.settle import RETRY_BASE_SECONDS, Settler
 from syncd.engine.work import COBOT, Failure, UnexpectedError, UrlWork
 from syncd.intake.resources import ResourceRef
-from syncd.mapping.cells import Row, deletion_stamp
-from syncd.mapping.rows import mapped_row, sheets_for
+from syncd.mapping.computed import NO_CONTEXT, RowContext
+from syncd.mapping.rows import Observation, sheets_for
 from syncd.sheets.writer import SheetsWriter, UpsertReport
 from syncd.store.database import Store
 from syncd.store.inbox import InboxEvent
 from syncd.store.meta import LastError, LastWrite
-from syncd.store.rows import RowState
 
 log = logging.getLogger("syncd.worker")
 
@@ -58,22 +56,6 @@ ROWS_PER_YIELD = 50
 MAX_YIELD_INTERVALS = 10
 #: Seconds of the Cobot request budget one flush may spend on single fetches.
 FLUSH_FETCH_SECONDS = 10
-
-
-@dataclass
-class SheetBatch:
-    """The rows one worksheet gets in this flush, and the events waiting on them."""
-
-    sheet: SheetSettings
-    rows: dict[str, Row] = field(default_factory=dict)
-    states: dict[str, RowState] = field(default_factory=dict)
-    unchanged: set[str] = field(default_factory=set)
-    #: The row states the rows were decided on.
-    known: dict[str, RowState] = field(default_factory=dict)
-    #: URLs whose row holds a later observation than this flush's: left as they are.
-    superseded: set[str] = field(default_factory=set)
-    #: What the upserts did (more than one when a refused batch was split).
-    reports: list[UpsertReport] = field(default_factory=list)
 
 
 class Worker:
@@ -113,6 +95,7 @@ class Worker:
         self._recent_arrivals: deque[float] = deque(maxlen=sync.batch_size)
         self._last_flush_at = float("-inf")
         self.pacer = Pacer([*writer.request_budgets(), cobot.request_budget()], sync, clock)
+        self.join = MemberJoin(store, cobot, concurrency=sync.fetch_concurrency)
         self.last_write_at: float | None = None
         self.last_error: str | None = None
         #: What is held for a person, by what it holds up (COBOT or a worksheet title).
@@ -238,10 +221,11 @@ class Worker:
         await self._fetch_all(works)
         ready = [work for work in works if work.error is None]
         failures = [Failure("fetch", w.error, w.events) for w in works if w.error is not None]
-        batches = await self._build_batches(ready)
+        contexts = await self._keep_and_join(ready)
+        batches = await self._build_batches(ready, contexts)
         failures += [Failure("map", w.error, w.events) for w in ready if w.error is not None]
         ready = [work for work in ready if work.error is None]
-        done_ids, write_failures = await self._write_all(batches, ready)
+        done_ids, write_failures = await self._write_all(batches, ready, contexts)
         failures += write_failures
         # Before anything is marked done, so a crash leaves rows the retry overwrites.
         await self.event_log.record(unmapped, ready, done_ids, failures)
@@ -375,7 +359,34 @@ class Worker:
             else:
                 work.error = result
 
-    async def _build_batches(self, works: list[UrlWork]) -> dict[str, SheetBatch]:
+    async def _keep_and_join(self, works: list[UrlWork]) -> dict[str, RowContext]:
+        """Keep what this flush observed in the local copy, and join each row's member."""
+        seen = {work.ref.url: (work, self._observation(work, NO_CONTEXT)) for work in works}
+        await self.store.keep(
+            kept_copy(work.ref, obs.resource, obs.observed_at, obs.deleted_now)
+            for work, obs in seen.values()
+        )
+        subjects = {url: Subject(work.ref.kind, obs.resource) for url, (work, obs) in seen.items()}
+        return await self.join.contexts(self.sheets, subjects)
+
+    @staticmethod
+    def _observation(work: UrlWork, context: RowContext) -> Observation:
+        """What this flush saw of the resource: a deletion's embedded data, or the fetch."""
+        url = work.ref.url
+        if work.deletion is not None:
+            observed_at = work.deletion.received_at
+            resource = embedded_resource(EVENTS[work.deletion.event], work.deletion.body)
+            return Observation(url, resource, observed_at, stamp_at(observed_at), context)
+        if work.fetched is None:
+            raise AssertionError(f"{url} was neither fetched nor deleted")
+        observed_at = work.fetched.observed_at
+        if work.fetched.status == "gone":
+            return Observation(url, None, observed_at, stamp_at(observed_at), context)
+        return Observation(url, work.fetched.data, observed_at, None, context)
+
+    async def _build_batches(
+        self, works: list[UrlWork], contexts: Mapping[str, RowContext]
+    ) -> dict[str, SheetBatch]:
         batches: dict[str, SheetBatch] = {}
         for sheet in self.sheets:
             urls = [w.ref.url for w in works if sheet in w.sheets]
@@ -385,7 +396,8 @@ class Worker:
             batch = batches[sheet.title] = SheetBatch(sheet, known=known)
             for count, work in enumerate(w for w in works if sheet in w.sheets):
                 try:
-                    self._add_row(batch, work, known.get(work.ref.url))
+                    seen = self._observation(work, contexts.get(work.ref.url, NO_CONTEXT))
+                    batch.decide(seen, self.tz, known.get(work.ref.url))
                 except Exception as exc:  # data no rule foresaw: this URL fails, not the flush
                     log.exception("mapping %s for %s failed", work.ref.url, sheet.title)
                     work.error = UnexpectedError(exc)
@@ -393,57 +405,24 @@ class Worker:
                     await asyncio.sleep(0)  # the receiver shares this loop: let it answer
         return batches
 
-    def _add_row(self, batch: SheetBatch, work: UrlWork, known: RowState | None) -> None:
-        """Decide the cells of one row under the ordering rule (``mapped_row``): a row holding
-        a later observation is left alone, an unchanged one is only re-created if missing."""
-        url = work.ref.url
-        resource: Mapping[str, object] | None = None
-        deleted_now: str | None = None
-        if work.deletion is not None:
-            resource = embedded_resource(EVENTS[work.deletion.event], work.deletion.body)
-            observed_at = work.deletion.received_at
-            deleted_now = deletion_stamp(datetime.fromtimestamp(observed_at, UTC))
-        elif work.fetched is not None:
-            observed_at = work.fetched.observed_at
-            if work.fetched.status == "gone":
-                deleted_now = deletion_stamp(datetime.fromtimestamp(observed_at, UTC))
-            else:
-                resource = work.fetched.data
-        else:
-            raise AssertionError(f"{url} was neither fetched nor deleted")
-        for decided in (batch.rows, batch.states):
-            decided.pop(url, None)
-        batch.unchanged.discard(url)
-        batch.superseded.discard(url)
-        row = mapped_row(
-            batch.sheet,
-            url,
-            resource,
-            self.tz,
-            observed_at=observed_at,
-            held=known,
-            deleted_now=deleted_now,
-        )
-        if row is None:
-            batch.superseded.add(url)
-            return
-        if known is not None and known.fingerprint == row.fingerprint:
-            batch.unchanged.add(url)
-        batch.rows[url] = row.cells
-        batch.states[url] = RowState(row.fingerprint, row.deleted_at, row.observed_at, row.cells)
-
-    async def _decide_again(self, batch: SheetBatch, works: list[UrlWork]) -> None:
+    async def _decide_again(
+        self, batch: SheetBatch, works: list[UrlWork], contexts: Mapping[str, RowContext]
+    ) -> None:
         """Under the worksheet's lock: decide again each row whose state another writer (a
         re-sync, a backfill) saved since the batch was built, so no decision is stale."""
-        urls = [*batch.rows, *batch.superseded]
+        urls = sorted(batch.settled)
         fresh = await self.store.row_states(batch.sheet.title, urls)
         for work in works:
             url = work.ref.url
             if url in urls and fresh.get(url) != batch.known.get(url):
-                self._add_row(batch, work, fresh.get(url))
+                seen = self._observation(work, contexts.get(url, NO_CONTEXT))
+                batch.decide(seen, self.tz, fresh.get(url))
 
     async def _write_all(
-        self, batches: Mapping[str, SheetBatch], works: list[UrlWork]
+        self,
+        batches: Mapping[str, SheetBatch],
+        works: list[UrlWork],
+        contexts: Mapping[str, RowContext],
     ) -> tuple[list[int], list[Failure]]:
         """Upsert each worksheet's rows and save their states; a URL is done once every
         worksheet it goes to is."""
@@ -452,10 +431,8 @@ class Worker:
         for title, batch in batches.items():
             # Decide, write and save under one lock: see mapping/rows.py's ordering rule.
             async with self.writer.locked(title):
-                await self._decide_again(batch, works)
-                refused = await upsert_isolating(
-                    self.writer, batch.sheet, batch.rows, batch.unchanged, batch.reports
-                )
+                await self._decide_again(batch, works, contexts)
+                refused = await write_batch(self.writer, batch)
                 saved = {u: s for u, s in batch.states.items() if u not in refused}
                 await self.store.complete([], {title: saved})
             errors.update(((title, url), error) for url, error in refused.items())
@@ -469,7 +446,7 @@ class Worker:
                 ),
                 sheet=title,
             )
-            written.update((title, url) for url in [*batch.rows, *batch.superseded])
+            written.update((title, url) for url in batch.settled)
             written.difference_update((title, url) for url in refused)
         done: list[int] = []
         held: dict[tuple[str, int], list[InboxEvent]] = defaultdict(list)

@@ -12,18 +12,19 @@ sort and filter; ``number`` columns are real numbers that sum.
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import hashlib
 import json
 import re
 from collections.abc import Iterable, Mapping
-from datetime import UTC, date, datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from typing import Any
 from zoneinfo import ZoneInfo
 
 from syncd.config.settings import Column, SheetSettings
+from syncd.config.templating import parse_moment
+from syncd.mapping.computed import NO_CONTEXT, RowContext, column_value, variables
 
 CellValue = str | int | float | bool
 Row = dict[str, CellValue]
@@ -33,21 +34,9 @@ SHEETS_EPOCH = datetime(1899, 12, 30)
 #: every row of it): a longer text is cut to this many, ending in a marker that says so.
 MAX_CELL_CHARS = 49_000
 _MISSING = object()
-_DATE_FORMATS = ("%Y/%m/%d", "%Y-%m-%d")
-_DATETIME_FORMATS = (
-    "%Y/%m/%d %H:%M:%S %z",
-    "%Y/%m/%d %H:%M %z",
-    "%Y-%m-%d %H:%M:%S %z",
-    "%Y-%m-%d %H:%M %z",
-)
 _TRUE = {"true", "yes", "1", "y", "t"}
 _FALSE = {"false", "no", "0", "n", "f", ""}
 _LIST_INDEX = re.compile(r"-?\d+")
-#: Cobot's own date and datetime shapes (``2025/06/01``, ``2025/06/01 12:00:00 +0000``), read
-#: without strptime, which costs most of a row's mapping; anything else takes the slow path.
-_COBOT_MOMENT = re.compile(
-    r"(\d{4})/(\d{2})/(\d{2})(?: (\d{2}):(\d{2})(?::(\d{2}))? ([+-])(\d{2})(\d{2}))?"
-)
 
 #: Sheets number formats applied to typed columns so serial numbers display as dates.
 NUMBER_FORMATS = {
@@ -96,8 +85,8 @@ def path_exists(resource: Any, path: str) -> bool:
 
 
 def missing_paths(resource: Any, columns: Iterable[Column]) -> list[Column]:
-    """Columns whose path matches nothing in the resource: likely typos in the config."""
-    return [column for column in columns if not path_exists(resource, column.path)]
+    """Path columns whose path matches nothing in the resource: likely typos in the config."""
+    return [c for c in columns if c.template is None and not path_exists(resource, c.path)]
 
 
 def to_cell(value: Any, column_type: str, tz: ZoneInfo) -> CellValue:
@@ -123,9 +112,33 @@ def capped(cell: CellValue) -> CellValue:
     return cell[: MAX_CELL_CHARS - len(marker)] + marker
 
 
-def map_row(resource: Any, sheet: SheetSettings, tz: ZoneInfo) -> Row:
-    """The cells the daemon owns for one resource, by header (without key and Deleted)."""
-    return {c.header: to_cell(resolve(resource, c.path), c.type, tz) for c in sheet.columns}
+def map_row(
+    resource: Any,
+    sheet: SheetSettings,
+    tz: ZoneInfo,
+    context: RowContext | None = None,
+    problems: list[str] | None = None,
+) -> Row:
+    """The cells the daemon owns for one resource, by header (without key and Deleted).
+
+    A template column's value is converted like a path's; a template that fails empties its
+    own cell and adds a line to ``problems``. Sheets without templates never build the
+    templates' variables, so they map as fast as plain paths do.
+    """
+    columns = sheet.columns
+    if all(c.template is None for c in columns):
+        return {c.header: to_cell(resolve(resource, c.path), c.type, tz) for c in columns}
+    found = variables(sheet.resource, resource, context or NO_CONTEXT)
+    return {
+        c.header: to_cell(
+            resolve(resource, c.path)
+            if c.template is None
+            else column_value(c, found, tz, problems),
+            c.type,
+            tz,
+        )
+        for c in columns
+    }
 
 
 def row_fingerprint(row: Mapping[str, CellValue]) -> str:
@@ -145,7 +158,7 @@ def deletion_stamp(moment: datetime) -> str:
 def _text(value: Any, tz: ZoneInfo) -> CellValue:
     if isinstance(value, str | bool | int | float):
         return value
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"), default=str)
 
 
 def _number(value: Any, tz: ZoneInfo) -> CellValue:
@@ -171,59 +184,17 @@ def _boolean(value: Any, tz: ZoneInfo) -> CellValue:
 
 
 def _date(value: Any, tz: ZoneInfo) -> CellValue:
-    moment = _parse_moment(value, tz)
+    moment = parse_moment(value, tz)
     day = moment.date() if isinstance(moment, datetime) else moment
     return (day - SHEETS_EPOCH.date()).days
 
 
 def _datetime(value: Any, tz: ZoneInfo) -> CellValue:
-    moment = _parse_moment(value, tz)
+    moment = parse_moment(value, tz)
     if not isinstance(moment, datetime):
         moment = datetime(moment.year, moment.month, moment.day)
     delta = moment.replace(tzinfo=None) - SHEETS_EPOCH
     return round(delta / timedelta(days=1), 10)
-
-
-def _parse_moment(value: Any, tz: ZoneInfo) -> date | datetime:
-    """Parse Cobot's dates (``2025/06/01``) and datetimes (``2025/06/01 12:00:00 +0000``).
-
-    Datetimes are converted to the configured time zone; plain dates are calendar dates and
-    stay as they are.
-    """
-    if not isinstance(value, str):
-        raise TypeError("not a date string")
-    text = value.strip()
-    cobot = _COBOT_MOMENT.fullmatch(text)
-    if cobot is not None:
-        with contextlib.suppress(ValueError):  # e.g. 2025/02/30: the slow path says so
-            return _cobot_moment(cobot, tz)
-    for fmt in _DATE_FORMATS:
-        try:
-            return datetime.strptime(text, fmt).date()
-        except ValueError:
-            pass
-    for fmt in _DATETIME_FORMATS:
-        try:
-            return datetime.strptime(text, fmt).astimezone(tz)
-        except ValueError:
-            pass
-    parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=UTC)
-    return parsed.astimezone(tz)
-
-
-def _cobot_moment(match: re.Match[str], tz: ZoneInfo) -> date | datetime:
-    """What strptime makes of a ``_COBOT_MOMENT`` match, the same as _parse_moment's loop."""
-    year, month, day, hour, minute, second, sign, off_h, off_m = match.groups()
-    if hour is None:
-        return date(int(year), int(month), int(day))
-    offset = timedelta(hours=int(off_h), minutes=int(off_m))
-    zone = timezone(-offset if sign == "-" else offset)
-    moment = datetime(
-        int(year), int(month), int(day), int(hour), int(minute), int(second or 0), tzinfo=zone
-    )
-    return moment.astimezone(tz)
 
 
 _CONVERTERS = {

@@ -30,6 +30,7 @@ from syncd.core.metrics import Metrics
 from syncd.core.redaction import Redactor
 from syncd.core.retry import Backoff
 from syncd.engine.eventlog import EventLog, event_log_worksheet
+from syncd.engine.rerender import Rerender
 from syncd.engine.resync import Resync
 from syncd.engine.resync_plan import ScheduledResync, resync_schedule
 from syncd.engine.worker import Worker
@@ -49,6 +50,10 @@ log = logging.getLogger("syncd.daemon")
 #: How long shutdown waits for the current flush before leaving it to the next start.
 DRAIN_TIMEOUT_SECONDS = 30.0
 DONE_EVENT_RETENTION_SECONDS = 7 * 24 * 3600
+#: How often a re-render that failed (or a mapping that changed) is looked at again.
+RERENDER_RETRY_MINUTES = 5
+#: How often number formats, header style and the highlight rule are checked in every worksheet.
+PRESENTATION_CHECK_MINUTES = 60
 
 
 class ListenError(SyncdError):
@@ -226,8 +231,33 @@ def _jobs(
             run_at_start=True,
         ),
         ScheduledJob("prune-inbox", prune, every(60)),
+        _rerender_job(settings, store, sheets),
+        _presentation_job(settings, sheets),
         *_resync_jobs(settings, store, cobot, sheets),
     ]
+
+
+def _rerender_job(settings: Settings, store: Store, sheets: SheetsWriter) -> ScheduledJob:
+    """Rows rendered again from the local copy when the mapping changed (engine/rerender.py):
+    at start, and again every few minutes until it succeeded (Google may be down at start);
+    once done, each run costs a meta read per worksheet."""
+    rerender = Rerender(settings.sheets, settings.timezone, store, sheets)
+
+    async def run() -> None:
+        await rerender.run()
+
+    return ScheduledJob("rerender", run, every(RERENDER_RETRY_MINUTES), run_at_start=True)
+
+
+def _presentation_job(settings: Settings, sheets: SheetsWriter) -> ScheduledJob:
+    """Number formats, the header's style and the highlight rule kept in place: a person who
+    cleared them gets them back at start and within the hour (1 read per worksheet)."""
+
+    async def run() -> None:
+        for sheet in settings.sheets:
+            await sheets.check_presentation(sheet)
+
+    return ScheduledJob("presentation", run, every(PRESENTATION_CHECK_MINUTES), run_at_start=True)
 
 
 def _resync_jobs(

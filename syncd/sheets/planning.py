@@ -3,7 +3,7 @@
 Nothing here talks to Google. Given row 1 and the key column as read in a flush, these decide
 the row of every URL, the value ranges that write exactly the owned cells, how to split them
 into requests of bounded size, and the ``spreadsheets:batchUpdate`` requests that create
-headers, grow the grid and give date columns their number format.
+headers and grow the grid (formats and the header's look are ``presentation``'s).
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from operator import itemgetter
 from typing import Any
 
 from syncd.config.settings import SheetSettings
-from syncd.mapping.cells import NUMBER_FORMATS, CellValue, Row
+from syncd.mapping.cells import CellValue, Row
 from syncd.mapping.keys import resource_key
 from syncd.sheets.a1 import column_letters, quote_title
 
@@ -212,74 +212,6 @@ def used_length(cells: list[str]) -> int:
     return length
 
 
-def typed_columns(sheet: SheetSettings, columns: Mapping[str, int]) -> list[tuple[int, str]]:
-    """(column index, column type) of the date/datetime columns among ``columns``."""
-    return [
-        (columns[c.header], c.type)
-        for c in sheet.columns
-        if c.type in NUMBER_FORMATS and c.header in columns
-    ]
-
-
-def date_formats(
-    sheet_id: int, typed: list[tuple[int, str]], start_row: int, end_row: int
-) -> list[dict[str, Any]]:
-    """``repeatCell`` requests giving date columns their number format over a row span.
-
-    Date cells hold serial numbers (see syncd.mapping); without the format they show as
-    plain numbers. Only rows the daemon creates are formatted, so a user's own date pattern
-    on existing rows is kept.
-    """
-    return [
-        {
-            "repeatCell": {
-                "range": {
-                    "sheetId": sheet_id,
-                    "startRowIndex": start_row,
-                    "endRowIndex": end_row,
-                    "startColumnIndex": column,
-                    "endColumnIndex": column + 1,
-                },
-                "cell": {"userEnteredFormat": {"numberFormat": NUMBER_FORMATS[kind]}},
-                "fields": "userEnteredFormat.numberFormat",
-            }
-        }
-        for column, kind in typed
-        if end_row > start_row
-    ]
-
-
-def format_repairs(
-    sheet_id: int,
-    typed: list[tuple[int, str]],
-    grids: list[Mapping[str, Any]],
-    start_row: int,
-    end_row: int,
-) -> list[dict[str, Any]]:
-    """``repeatCell`` requests for the rows of date columns whose cells lack the column's type.
-
-    ``grids`` are the number formats read of each column of ``typed`` over the rows from
-    ``start_row`` to ``end_row`` (0-based, end excluded). A cell whose format already has the
-    column's type keeps it, so a person's own date pattern stays.
-    """
-    requests: list[dict[str, Any]] = []
-    for (column, kind), grid in zip(typed, grids, strict=True):
-        wanted = NUMBER_FORMATS[kind]["type"]
-        rows = grid.get("rowData", [])
-        run_start: int | None = None
-        for index in range(start_row, end_row + 1):
-            offset = index - start_row
-            values = rows[offset].get("values", []) if offset < len(rows) else []
-            number_format = (values[0] if values else {}).get("userEnteredFormat", {})
-            right = index == end_row or number_format.get("numberFormat", {}).get("type") == wanted
-            if not right and run_start is None:
-                run_start = index
-            elif right and run_start is not None:
-                requests += date_formats(sheet_id, [(column, kind)], run_start, index)
-                run_start = None
-    return requests
-
-
 def header_cells(sheet_id: int, start_column: int, headers: list[str]) -> dict[str, Any]:
     """An ``updateCells`` request writing header texts into row 1 from ``start_column``."""
     return {
@@ -311,6 +243,17 @@ def add_sheet(worksheet: Worksheet) -> dict[str, Any]:
             }
         }
     }
+
+
+def spans(indexes: list[int]) -> list[tuple[int, int]]:
+    """Sorted indexes as runs of consecutive ones: (first, last + 1)."""
+    runs: list[list[int]] = []
+    for index in indexes:
+        if runs and runs[-1][1] == index:
+            runs[-1][1] = index + 1
+        else:
+            runs.append([index, index + 1])
+    return [(start, end) for start, end in runs]
 
 
 def cell_text(value: Any) -> str:

@@ -47,8 +47,6 @@ CONNECT_TIMEOUT_SECONDS = 10.0
 #: Half jitter: retries of several flushes spread out without waiting needlessly long.
 DEFAULT_BACKOFF = Backoff(base_seconds=1.0, max_seconds=32.0, jitter=0.5)
 DEFAULT_ATTEMPTS = 6
-#: The one field ``number_formats`` asks for: a cell's number format type.
-_FORMAT_FIELDS = "sheets(data(rowData(values(userEnteredFormat(numberFormat(type))))))"
 
 
 class ClientFactory(Protocol):
@@ -132,16 +130,16 @@ class SheetsTransport:
             _GET, _ready(lambda http: http.fetch_sheet_metadata(self._id)), tally
         )
 
-    async def number_formats(
-        self, ranges: list[str], tally: RequestTally
-    ) -> list[Mapping[str, Any]]:
-        """``spreadsheets.get`` of the number format of every cell in ``ranges`` (1 read):
-        one GridData per range, in order, its ``rowData`` ending at the last row listed."""
-        params: ParamsType = {"ranges": ranges, "fields": _FORMAT_FIELDS}
-        response = await self._request(
+    async def grid_data(
+        self, ranges: list[str], fields: str, tally: RequestTally
+    ) -> Mapping[str, Any]:
+        """``spreadsheets.get`` of the cells in ``ranges`` (1 read), cut down to ``fields``:
+        its ``sheets`` list only the worksheets the ranges name, each with one GridData per
+        range, in order."""
+        params: ParamsType = {"ranges": ranges, "fields": fields}
+        return await self._request(
             _GET, _ready(lambda http: http.fetch_sheet_metadata(self._id, params=params)), tally
         )
-        return [grid for sheet in response.get("sheets", []) for grid in sheet.get("data", [])]
 
     async def batch_get_columns(
         self, ranges: list[str], tally: RequestTally
@@ -157,10 +155,23 @@ class SheetsTransport:
 
     async def batch_update(self, requests: list[dict[str, Any]], tally: RequestTally) -> None:
         """One ``spreadsheets:batchUpdate`` (1 write), applied by Google all or nothing."""
-        body = {"requests": requests}
-        await self._request(
-            _BATCH_UPDATE, _ready(lambda http: http.batch_update(self._id, body)), tally
-        )
+
+        async def same() -> list[dict[str, Any]]:
+            return requests
+
+        await self.batch_update_prepared(same, tally)
+
+    async def batch_update_prepared(
+        self, prepare: Callable[[], Awaitable[list[dict[str, Any]]]], tally: RequestTally
+    ) -> None:
+        """One ``spreadsheets:batchUpdate`` (1 write) of the requests ``prepare`` returns before
+        every attempt, for requests that address rows by position (see ``write_values``)."""
+
+        async def request() -> Callable[[HTTPClient], Any]:
+            body = {"requests": await prepare()}
+            return lambda http: http.batch_update(self._id, body)
+
+        await self._request(_BATCH_UPDATE, request, tally)
 
     async def write_values(
         self, prepare: Callable[[], Awaitable[list[dict[str, Any]]]], tally: RequestTally

@@ -4,8 +4,9 @@ Grid metadata (ids, titles, sizes) is cached between flushes, so the steady stat
 row 1, the key column and the rows below it are read fresh before every write, because people
 move columns, sort and rename headers. What people broke is repaired here: a missing worksheet
 or header is created again, a cleared key header is restored over the column that still holds
-the keys, date columns get back their number format, and the grid grows before a write would
-pass its end. Each repair is reported with the upsert.
+the keys, the presentation (number formats, the header's look, the highlight of deleted rows)
+is put right, and the grid grows before a write would pass its end. Each repair is reported
+with the upsert.
 """
 
 from __future__ import annotations
@@ -26,12 +27,19 @@ from syncd.sheets.planning import (
     add_sheet,
     append_dimension,
     cell_text,
-    date_formats,
-    format_repairs,
     header_cells,
     header_index,
-    typed_columns,
     used_length,
+)
+from syncd.sheets.presentation import (
+    PRESENTATION_FIELDS,
+    Found,
+    add_highlight,
+    bold_header,
+    format_requests,
+    number_formats,
+    presentation_ranges,
+    repairs,
 )
 from syncd.sheets.transport import RequestTally, SheetsTransport
 
@@ -129,10 +137,12 @@ class Worksheets:
         return str(metadata.get("properties", {}).get("title", ""))
 
     async def _create(self, sheet: SheetSettings, stats: FlushStats) -> None:
-        """Add the worksheet with its header row and date formats in one batchUpdate (1 write).
+        """Add the worksheet with its header row and its presentation in one batchUpdate
+        (1 write).
 
         The sheet id is chosen here so that the header and formats can address the new sheet
-        in the same atomic request. Row 1 is frozen so that sorting in the UI keeps it on top.
+        in the same atomic request. Row 1 is frozen so that sorting in the UI keeps it on top,
+        and bold across the grid, so that headers people add later look alike.
         """
         sheet_id = self._new_sheet_id()
         headers = list(sheet.headers)
@@ -144,12 +154,15 @@ class Worksheets:
             header=headers,
             tail_start=2,
         )
-        typed = typed_columns(sheet, {h: i for i, h in enumerate(headers)})
+        formats = number_formats(sheet, {h: i for i, h in enumerate(headers)})
+        highlight = [add_highlight(sheet_id, headers.index(sheet.deleted_column))]
         await self._transport.batch_update(
             [
                 add_sheet(worksheet),
                 header_cells(sheet_id, 0, headers),
-                *date_formats(sheet_id, typed, 1, worksheet.row_count),
+                bold_header(sheet_id, 0, worksheet.column_count),
+                *format_requests(sheet_id, formats, 1, worksheet.row_count),
+                *(highlight if sheet.highlight_deleted else []),
             ],
             stats,
         )
@@ -187,7 +200,7 @@ class Worksheets:
             header = await self._add_missing_headers(sheet, worksheet, header, stats)
             columns = header_index(header)
             if header != worksheet.header:
-                await self._restore_formats(sheet, worksheet, columns, stats)
+                await self.check_presentation(sheet, worksheet, columns, stats)
             worksheet.header = header
             found = columns[sheet.key_column]
             if found == wanted:
@@ -294,7 +307,8 @@ class Worksheets:
 
         Existing headers are never moved or renamed: a header a user renamed is a column of
         theirs now, and the daemon's column is re-created at the end. The grid widens when
-        needed and re-created date columns get their number format, in the same request.
+        needed and re-created headers are bold and their columns get their number format,
+        in the same request.
         """
         present = header_index(header)
         missing = [h for h in sheet.headers if h not in present]
@@ -307,9 +321,10 @@ class Worksheets:
             extra = len(new_header) - worksheet.column_count
             requests.append(append_dimension(worksheet.sheet_id, "COLUMNS", extra))
         requests.append(header_cells(worksheet.sheet_id, start, missing))
+        requests.append(bold_header(worksheet.sheet_id, start, len(new_header)))
         added = {h: start + i for i, h in enumerate(missing)}
-        typed = typed_columns(sheet, added)
-        requests.extend(date_formats(worksheet.sheet_id, typed, 1, worksheet.row_count))
+        formats = number_formats(sheet, added)
+        requests.extend(format_requests(worksheet.sheet_id, formats, 1, worksheet.row_count))
         await self._transport.batch_update(requests, stats)
         stats.recreated.extend(missing)
         worksheet.column_count = max(worksheet.column_count, len(new_header))
@@ -317,32 +332,45 @@ class Worksheets:
         stats.repair(f"added missing header(s): {where}")
         return new_header
 
-    async def _restore_formats(
-        self, sheet: SheetSettings, worksheet: Worksheet, columns: dict[str, int], stats: FlushStats
-    ) -> None:
-        """Give date columns their number format wherever their cells lack it (1 read; 1 write
-        when a repair is due).
+    async def check_presentation(
+        self,
+        sheet: SheetSettings,
+        worksheet: Worksheet,
+        columns: dict[str, int],
+        stats: FlushStats,
+    ) -> bool:
+        """Put the worksheet's presentation right (see ``presentation``): 1 read, and 1 write
+        only when something must change.
 
         Done whenever row 1 reads differently from what this process knew (so at least once
-        per process and worksheet): headers a person made, a column moved, re-created or
-        configured with another type. Without it date cells show as plain serial numbers.
+        per process and worksheet: headers a person made, a column moved or re-created) and
+        whenever the caller asks. Returns False, changing nothing, when row 1 no longer reads
+        as ``columns``: the caller must read the layout again.
         """
-        typed = typed_columns(sheet, columns)
-        if not typed or worksheet.row_count < 2:
-            return
-        title = quote_title(worksheet.title)
-        ranges = [
-            f"{title}!{column_letters(c + 1)}2:{column_letters(c + 1)}{worksheet.row_count}"
-            for c, _ in typed
-        ]
-        grids = await self._transport.number_formats(ranges, stats)
-        requests = format_repairs(worksheet.sheet_id, typed, grids, 1, worksheet.row_count)
-        if not requests:
-            return
-        await self._transport.batch_update(requests, stats)
-        repaired = {r["repeatCell"]["range"]["startColumnIndex"] for r in requests}
-        names = [h for h, c in columns.items() if c in repaired]
-        stats.repair(f"restored the date format of {', '.join(map(repr, names))}")
+        formats = number_formats(sheet, columns)
+        ranges = presentation_ranges(worksheet, formats)
+        response = await self._transport.grid_data(ranges, PRESENTATION_FIELDS, stats)
+        found = Found.from_response(response)
+        if header_index(found.header) != columns:
+            return False
+        requests, messages = repairs(sheet, worksheet, columns, formats, found)
+        if requests:
+            await self._transport.batch_update(requests, stats)
+            for message in messages:
+                stats.repair(message)
+        return True
+
+    async def recheck_presentation(
+        self, sheet: SheetSettings, worksheet: Worksheet, stats: FlushStats
+    ) -> None:
+        """The presentation check a caller asks for: from row 1 as this process knows it when
+        it still reads so, otherwise through a fresh read of the layout, which repairs row 1
+        and then checks."""
+        known = worksheet.header
+        if known is None or not await self.check_presentation(
+            sheet, worksheet, header_index(known), stats
+        ):
+            await self.read_layout(sheet, worksheet, (), stats)
 
     # -- grid growth ---------------------------------------------------------------------
 
@@ -357,17 +385,17 @@ class Worksheets:
         """Append rows when the write would pass the grid's end (1 write, only then).
 
         Writing past ``rowCount`` is a 400, so the grid grows first, in chunks so that this is
-        rare, and the new rows get the date formats in the same request.
+        rare, and the new rows get their columns' number formats in the same request.
         """
         if last_row <= worksheet.row_count:
             return
         old = worksheet.row_count
         extra = max(last_row - old, old // 10, MIN_ROW_GROWTH)
-        typed = typed_columns(sheet, layout.columns)
+        formats = number_formats(sheet, layout.columns)
         await self._transport.batch_update(
             [
                 append_dimension(worksheet.sheet_id, "ROWS", extra),
-                *date_formats(worksheet.sheet_id, typed, old, old + extra),
+                *format_requests(worksheet.sheet_id, formats, old, old + extra),
             ],
             stats,
         )

@@ -8,10 +8,11 @@ request, so one flush of a worksheet costs, whatever the number of rows:
 2. one write: ``values:batchUpdate`` (RAW) with one range per contiguous run of cells per row.
 
 Only when the grid must grow does a ``spreadsheets:batchUpdate`` (``appendDimension`` plus the
-date formats of the new rows) come in between. Setting up costs more, once per worksheet and
+number formats of the new rows) come in between. Setting up costs more, once per worksheet and
 process: ``spreadsheets.get`` for the grid metadata, an ``addSheet`` for a missing worksheet,
 a ``batchUpdate`` that re-creates owned headers someone removed, a second read when the header
-or the key column's position was not known yet.
+or the key column's position was not known yet, and whenever row 1 reads differently from what
+the process knew, the presentation check (1 read, 1 write when something needs repair).
 
 People share these worksheets: they sort rows, move and insert columns, add columns of their
 own. So every column is found by its header text in row 1 and every row by its URL in the key
@@ -29,8 +30,12 @@ of the next upsert is placed from that read only when no daemon process held the
 between (the lock counts its turns) and it is at most ``READ_AHEAD_SECONDS`` old; every other
 request and every retry reads afresh (docs/reliability.md, "the row-position rule").
 
+The writer also removes rows (``remove``, see ``removal``) and, when asked, checks how a
+worksheet looks (``check_presentation``, see ``presentation``).
+
 This module orchestrates one upsert: ``worksheets`` keeps each worksheet's grid and header
-in repair, ``planning`` decides where every cell goes and ``transport`` sends the requests.
+in repair, ``planning`` decides where every cell goes, ``progress`` keeps the upsert's
+bookkeeping and ``transport`` sends the requests.
 """
 
 from __future__ import annotations
@@ -42,9 +47,9 @@ import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Mapping
 from contextvars import ContextVar
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from syncd.config.settings import GoogleSettings, SheetSettings
 from syncd.core.budget import RequestBudget
@@ -55,12 +60,15 @@ from syncd.mapping.cells import Row
 from syncd.sheets.auth import gspread_client
 from syncd.sheets.errors import SheetsRequestError
 from syncd.sheets.planning import Layout, Worksheet, check_headers, first_chunk, place, value_ranges
+from syncd.sheets.progress import NothingLeft, Progress
+from syncd.sheets.removal import remove_rows
 from syncd.sheets.transport import DEFAULT_ATTEMPTS, DEFAULT_BACKOFF, ClientFactory, SheetsTransport
 from syncd.sheets.worksheets import FlushStats, Worksheets
 from syncd.store.filelock import file_lock
 from syncd.store.rows import RowState
 
 log = logging.getLogger("syncd.sheets")
+T = TypeVar("T")
 
 #: Google recommends payloads under 2 MB; stay well below, counting the JSON we send.
 MAX_WRITE_BYTES = 1_000_000
@@ -97,6 +105,8 @@ class UpsertReport:
     requests: RequestCount
     repairs: tuple[str, ...]
     duration: float
+    #: Rows deleted (``SheetsWriter.remove``); an upsert deletes none.
+    removed: int = 0
 
 
 @dataclass(frozen=True)
@@ -109,50 +119,6 @@ class _ReadAhead:
     #: The lock's turn the read was made in.
     turn: int
     read_at: float
-
-
-class _NothingLeft(Exception):
-    """The fresh read found every remaining row already in place: nothing to send."""
-
-
-@dataclass
-class _Progress:
-    """What one upsert has written so far, and what is left to write."""
-
-    pending: dict[str, Row]
-    only_if_missing: set[str]
-    #: Rows whose re-created columns are refilled: written only where they are found.
-    refill: set[str] = field(default_factory=set)
-    #: Whether the rows of re-created columns were looked up already.
-    refill_planned: bool = False
-    #: URL -> (row, whether the row is new) of the request being sent.
-    sending: dict[str, tuple[int, bool]] = field(default_factory=dict)
-    #: URL -> the row it was written to.
-    written: dict[str, int] = field(default_factory=dict)
-    #: The keys in the key column as last read.
-    keys: frozenset[str] = frozenset()
-    updated: int = 0
-    appended: int = 0
-    unchanged: int = 0
-
-    def skip(self, urls: Collection[str]) -> None:
-        """Rows left alone: found but wanted only if missing (counted unchanged), or refills
-        of rows no longer in the sheet."""
-        for url in urls:
-            del self.pending[url]
-            self.unchanged += url not in self.refill
-
-    def sent(self) -> int:
-        """The request being sent succeeded; returns the last row it wrote."""
-        for url, (number, new) in self.sending.items():
-            del self.pending[url]
-            self.written[url] = number
-            if url not in self.refill:
-                self.appended += new
-                self.updated += not new
-        last = max((number for number, _ in self.sending.values()), default=0)
-        self.sending = {}
-        return last
 
 
 class SheetsWriter:
@@ -227,10 +193,11 @@ class SheetsWriter:
         check_headers(sheet, rows)
         started = time.monotonic()
         stats = FlushStats(sheet=sheet.title)
-        progress = _Progress({}, set())
+        progress = Progress({}, set())
         if rows:
             async with self.locked(sheet.title):
-                progress = await self._upsert_with_refresh(sheet, rows, only_if_missing, stats)
+                upsert = functools.partial(self._upsert_once, sheet, rows, only_if_missing, stats)
+                progress = await self._refreshing(sheet, stats, upsert)
         report = UpsertReport(
             sheet=sheet.title,
             updated=progress.updated,
@@ -242,6 +209,59 @@ class SheetsWriter:
         )
         self._record(report)
         return report
+
+    async def remove(self, sheet: SheetSettings, urls: Collection[str]) -> UpsertReport:
+        """Delete every row of ``sheet`` holding one of ``urls`` (duplicates too); URLs no row
+        holds are gone already. Costs 1 read and 1 write (none when ``urls`` is empty).
+
+        Rows are found by a fresh read of the key column before each attempt and deleted in
+        one request (see ``removal``); row 1 and rows holding other keys are never touched.
+        The report counts the deleted rows in ``removed``.
+        """
+        started = time.monotonic()
+        stats = FlushStats(sheet=sheet.title)
+        removed = 0
+        if urls:
+            async with self.locked(sheet.title):
+                # Rows move up: a layout read before would place the next write wrongly.
+                self._ahead.pop(sheet.title.casefold(), None)
+
+                async def attempt() -> int:
+                    worksheet = await self._worksheets.get(sheet, stats)
+                    return await remove_rows(
+                        self._worksheets, self._transport, sheet, worksheet, urls, stats
+                    )
+
+                removed = await self._refreshing(sheet, stats, attempt)
+        report = UpsertReport(
+            sheet=sheet.title,
+            updated=0,
+            appended=0,
+            unchanged=0,
+            requests=RequestCount(stats.reads, stats.writes),
+            repairs=tuple(stats.repairs),
+            duration=time.monotonic() - started,
+            removed=removed,
+        )
+        self._record(report)
+        return report
+
+    async def check_presentation(self, sheet: SheetSettings) -> tuple[str, ...]:
+        """Put the worksheet's number formats, header row and highlight rule right (see
+        ``presentation``), as after a person cleared them; returns the repairs made.
+
+        Costs 1 read, plus 1 write when something must change; when row 1 changed since this
+        process last read it, the layout is read and repaired first.
+        """
+        stats = FlushStats(sheet=sheet.title)
+        async with self.locked(sheet.title):
+
+            async def attempt() -> None:
+                worksheet = await self._worksheets.get(sheet, stats)
+                await self._worksheets.recheck_presentation(sheet, worksheet, stats)
+
+            await self._refreshing(sheet, stats, attempt)
+        return tuple(stats.repairs)
 
     def request_budgets(self) -> tuple[RequestBudget, ...]:
         """The read and write budgets, by which the worker paces its flushes."""
@@ -289,24 +309,20 @@ class SheetsWriter:
 
     # -- one upsert ----------------------------------------------------------------------
 
-    async def _upsert_with_refresh(
-        self,
-        sheet: SheetSettings,
-        rows: Mapping[str, Row],
-        only_if_missing: Collection[str],
-        stats: FlushStats,
-    ) -> _Progress:
-        """Upsert; after a 400, forget the cached grid and try once more.
+    async def _refreshing(
+        self, sheet: SheetSettings, stats: FlushStats, attempt: Callable[[], Awaitable[T]]
+    ) -> T:
+        """Run ``attempt``; after a 400, forget the cached grid and run it once more.
 
         A 400 mostly means the cached metadata went stale: the worksheet was renamed or
         deleted, or rows or columns were removed since it was last read.
         """
         try:
-            return await self._upsert_once(sheet, rows, only_if_missing, stats)
+            return await attempt()
         except SheetsRequestError as exc:
             self._worksheets.forget(sheet.title)
             stats.repair(f"re-read the worksheet's grid after Google refused a request: {exc}")
-            return await self._upsert_once(sheet, rows, only_if_missing, stats)
+            return await attempt()
 
     async def _upsert_once(
         self,
@@ -314,19 +330,19 @@ class SheetsWriter:
         rows: Mapping[str, Row],
         only_if_missing: Collection[str],
         stats: FlushStats,
-    ) -> _Progress:
+    ) -> Progress:
         """Write the rows in requests of bounded size, each placed from a read just before it.
 
         The common case is one read and one write; a large upsert reads again before each
         further request, and a retried request reads again before each attempt.
         """
         worksheet = await self._worksheets.get(sheet, stats)
-        progress = _Progress(dict(rows), set(only_if_missing))
+        progress = Progress(dict(rows), set(only_if_missing))
         while progress.pending:
             prepare = functools.partial(self._next_request, sheet, worksheet, progress, stats)
             try:
                 await self._transport.write_values(prepare, stats)
-            except _NothingLeft:
+            except NothingLeft:
                 break
             last_row = progress.sent()
             worksheet.tail_start = max(worksheet.tail_start or 0, last_row + 1)
@@ -342,7 +358,7 @@ class SheetsWriter:
         return progress
 
     async def _next_request(
-        self, sheet: SheetSettings, worksheet: Worksheet, progress: _Progress, stats: FlushStats
+        self, sheet: SheetSettings, worksheet: Worksheet, progress: Progress, stats: FlushStats
     ) -> list[dict[str, Any]]:
         """Read the layout and return the value ranges of the next request of the upsert."""
         layout = await self._layout(sheet, worksheet, progress, stats)
@@ -351,11 +367,12 @@ class SheetsWriter:
         owed.update(stats.recreated)
         if owed and not progress.refill_planned:
             progress.refill_planned = True
-            await self._refill(sheet, progress, owed, stats)
+            stored = await self._stored_rows(sheet.title) if self._stored_rows else {}
+            progress.add_refills(sheet, stored, owed, stats)
         placement = place(layout, progress.pending, progress.only_if_missing, progress.refill)
         progress.skip(placement.skipped)
         if not placement.targets:
-            raise _NothingLeft
+            raise NothingLeft
         await self._worksheets.grow_rows(sheet, worksheet, layout, placement.last_row, stats)
         groups = value_ranges(
             worksheet.title, sheet.key_column, layout, placement.targets, progress.pending
@@ -375,7 +392,7 @@ class SheetsWriter:
         return data
 
     async def _layout(
-        self, sheet: SheetSettings, worksheet: Worksheet, progress: _Progress, stats: FlushStats
+        self, sheet: SheetSettings, worksheet: Worksheet, progress: Progress, stats: FlushStats
     ) -> Layout:
         """The layout read ahead, for the upsert's first attempt when nothing can have moved
         rows since in this or another daemon process; otherwise a fresh read."""
@@ -395,40 +412,6 @@ class SheetsWriter:
             return ahead.layout
         return await self._worksheets.read_layout(sheet, worksheet, progress.pending, stats)
 
-    async def _refill(
-        self, sheet: SheetSettings, progress: _Progress, recreated: set[str], stats: FlushStats
-    ) -> None:
-        """Add to the upsert the re-created columns' cells of every other row in the sheet.
-
-        A person deleted or renamed a column the daemon owns; re-creating its header alone
-        would leave it empty for every row whose resource does not change, so each row is
-        given the cells it was last written with (its Deleted stamp, at least), from the
-        stored row states: no request to Cobot.
-        """
-        stored = await self._stored_rows(sheet.title) if self._stored_rows else {}
-        for url in progress.keys:
-            state = stored.get(url)
-            kept = dict((state.cells if state else None) or {})
-            if state is not None:
-                kept.setdefault(sheet.deleted_column, state.deleted_at or "")
-            given = progress.pending.get(url)
-            if given is not None and url not in progress.only_if_missing:
-                # Written anyway; a row written in part (a deletion) gets the rest as kept.
-                lost = {header: kept[header] for header in recreated & kept.keys()}
-                progress.pending[url] = {**lost, **given}
-                continue
-            cells = {**kept, **(given or {})}
-            refill = {header: value for header, value in cells.items() if header in recreated}
-            if refill:
-                progress.pending[url] = refill
-                progress.only_if_missing.discard(url)
-                progress.refill.add(url)
-        if progress.refill:
-            stats.repair(
-                f"refilled {', '.join(map(repr, sorted(recreated)))} in "
-                f"{len(progress.refill)} row(s) from the rows last written"
-            )
-
     # -- bookkeeping ---------------------------------------------------------------------
 
     def _sheet_lock(self, title: str) -> asyncio.Lock:
@@ -445,11 +428,12 @@ class SheetsWriter:
             self._metrics.rows_written.inc(written, sheet=report.sheet)
         self._metrics.write_latency.observe(report.duration)
         log.info(
-            "%s: %d updated, %d appended, %d unchanged; %d read(s), %d write(s); %.2f s",
+            "%s: %d updated, %d appended, %d unchanged%s; %d read(s), %d write(s); %.2f s",
             report.sheet,
             report.updated,
             report.appended,
             report.unchanged,
+            f", {report.removed} removed" if report.removed else "",
             report.requests.reads,
             report.requests.writes,
             report.duration,
@@ -459,6 +443,7 @@ class SheetsWriter:
                     "updated": report.updated,
                     "appended": report.appended,
                     "unchanged": report.unchanged,
+                    "removed": report.removed,
                     "reads": report.requests.reads,
                     "writes": report.requests.writes,
                     "repairs": len(report.repairs),

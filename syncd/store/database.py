@@ -1,5 +1,5 @@
 """The daemon's durable state: one SQLite file in ``state_dir`` holding the webhook inbox,
-per-sheet row states and typed meta, behind one :class:`Store`.
+per-sheet row states, the local copy of Cobot's resources and typed meta, behind one :class:`Store`.
 
 An acknowledged webhook survives ``kill -9`` and power loss (see syncd.store.schema); all
 database work runs on one dedicated thread (see syncd.store.connection).
@@ -13,6 +13,7 @@ from pathlib import Path
 
 from syncd.store.inbox import Inbox
 from syncd.store.meta import Meta
+from syncd.store.resources import Resources
 from syncd.store.rows import RowStates
 from syncd.store.schema import DB_FILENAME, connect
 
@@ -20,7 +21,7 @@ from syncd.store.schema import DB_FILENAME, connect
 DEFAULT_BUSY_TIMEOUT = 5.0
 
 
-class Store(Inbox, RowStates):
+class Store(Inbox, RowStates, Resources):
     """Async facade over the SQLite state database; create it with :meth:`Store.open`."""
 
     def __init__(

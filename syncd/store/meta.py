@@ -31,6 +31,8 @@ _LAST_WRITE = "sheets.last_write."
 _LAST_ERROR = "worker.last_error"
 #: What the pipeline waits for a person about, by this prefix and what is held up.
 _PAUSE = "worker.paused."
+#: The mapping each worksheet's rows were last rendered with (see mapping_fingerprint).
+_MAPPING = "sheets.mapping."
 #: Every re-sync record starts so; ``syncd status`` lists them all as they are.
 _RESYNC = "resync."
 
@@ -167,6 +169,14 @@ class Meta:
 
     async def record_subscription_check(self, check: SubscriptionCheck) -> None:
         await self._save({_SUBSCRIPTION_CHECK: asdict(check)})
+
+    async def mapping_fingerprint(self, sheet: str) -> str | None:
+        """The fingerprint of the mapping the worksheet's rows were last rendered with."""
+        value = await self._get(f"{_MAPPING}{sheet}")
+        return value if isinstance(value, str) else None
+
+    async def save_mapping_fingerprint(self, sheet: str, fingerprint: str) -> None:
+        await self._save({f"{_MAPPING}{sheet}": fingerprint})
 
     # -- the re-sync engine ----------------------------------------------------------------
 

@@ -68,6 +68,24 @@ _MIGRATIONS: tuple[tuple[str, ...], ...] = (
         # from here. Rows written before are refilled with their Deleted stamp only.
         "ALTER TABLE row_states ADD COLUMN cells TEXT",
     ),
+    (
+        # The local copy: the last Cobot state of every synced resource, so a changed mapping
+        # is re-rendered and a row's member is joined without asking Cobot.
+        """
+        CREATE TABLE resources (
+            url TEXT PRIMARY KEY,
+            kind TEXT NOT NULL,
+            ident TEXT NOT NULL,
+            space TEXT NOT NULL DEFAULT '',
+            member_id TEXT,
+            body TEXT,
+            observed_at REAL NOT NULL,
+            deleted_at TEXT
+        ) WITHOUT ROWID
+        """,
+        "CREATE INDEX resources_kind ON resources (kind, ident)",
+        "CREATE INDEX resources_member ON resources (member_id) WHERE member_id IS NOT NULL",
+    ),
 )
 SCHEMA_VERSION = len(_MIGRATIONS)
 

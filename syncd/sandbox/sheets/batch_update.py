@@ -9,8 +9,10 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
+from syncd.sandbox.sheets import rules
 from syncd.sandbox.sheets.cells import DIMENSIONS, Cell, Formula, Input, check_length
 from syncd.sandbox.sheets.errors import ApiError
+from syncd.sandbox.sheets.formats import format_masks
 from syncd.sandbox.sheets.grid import Undo, set_attr
 from syncd.sandbox.sheets.model import (
     DEFAULT_COLUMNS,
@@ -19,7 +21,7 @@ from syncd.sandbox.sheets.model import (
     Worksheet,
     in_transaction,
 )
-from syncd.sandbox.sheets.request import Call, int_field, required_field
+from syncd.sandbox.sheets.request import Call, int_field, mask_covers, mask_paths, required_field
 from syncd.sheets.a1 import Box
 
 _GRID_FIELDS = {
@@ -29,36 +31,6 @@ _GRID_FIELDS = {
     "frozenColumnCount": "frozen_cols",
     "hideGridlines": "hide_gridlines",
 }
-
-
-def mask_paths(mask: str) -> set[str]:
-    """Expand a field mask (``a/b``, ``a.b``, ``a(b,c)``) into dotted paths."""
-    paths: set[str] = set()
-    stack: list[str] = []
-    token = ""
-    for char in mask.replace("/", ".") + ",":
-        if char == "(":
-            stack.append(token.strip())
-            token = ""
-        elif char in "),":
-            if token.strip():
-                paths.add(".".join([*stack, token.strip()]))
-            token = ""
-            if char == ")":
-                if not stack:
-                    raise ApiError(400, f"Invalid field mask: {mask}")
-                stack.pop()
-        else:
-            token += char
-    return paths
-
-
-def mask_covers(paths: set[str], target: str) -> bool:
-    """True if the mask selects ``target`` or a part of it."""
-    return any(
-        p == "*" or p == target or target.startswith(p + ".") or p.startswith(target + ".")
-        for p in paths
-    )
 
 
 def _cell_from_data(data: Any) -> Cell:
@@ -113,7 +85,6 @@ _COSMETIC_REQUESTS = frozenset(
         "mergeCells",
         "unmergeCells",
         "setDataValidation",
-        "addConditionalFormatRule",
         "setBasicFilter",
         "clearBasicFilter",
     }
@@ -140,6 +111,9 @@ class BatchUpdate:
             "updateCells": self.update_cells,
             "appendCells": self.append_cells,
             "repeatCell": self.repeat_cell,
+            "addConditionalFormatRule": self.add_rule,
+            "updateConditionalFormatRule": self.update_rule,
+            "deleteConditionalFormatRule": self.delete_rule,
         }
 
     def run(self, requests: Any) -> list[dict[str, Any]]:
@@ -354,6 +328,16 @@ class BatchUpdate:
             ws.write(r0, c0, matrix, self.undo)
         else:
             ws.check_fits(r0, c0, len(matrix), max((len(row) for row in matrix), default=0))
+        masks = format_masks(paths)
+        if masks:
+            given = body.get("rows") or []
+            for i, line in enumerate(matrix):
+                data = (given[i].get("values") or []) if i < len(given) else []
+                for j in range(len(line)):
+                    cell = data[j] if j < len(data) and isinstance(data[j], Mapping) else {}
+                    cell_format = cell.get("userEnteredFormat")
+                    box = Box(r0 + i, r0 + i + 1, c0 + j, c0 + j + 1)
+                    ws.format_cells(box, cell_format, masks, self.undo)
 
     def append_cells(self, body: dict[str, Any]) -> None:
         ws = self.ss.sheet(body.get("sheetId") or 0)
@@ -373,15 +357,51 @@ class BatchUpdate:
         if mask_covers(paths, "userEnteredValue"):
             row: list[Input] = [_cell_from_data(cell)] * (box.right - box.left)
             ws.write(box.top, box.left, [list(row) for _ in range(box.bottom - box.top)], self.undo)
-        if mask_covers(paths, "userEnteredFormat.numberFormat"):
-            number_format = (cell.get("userEnteredFormat") or {}).get("numberFormat") or {}
-            formats = dict(ws.column_formats)
-            for c in range(box.left, box.right):
-                if number_format.get("type"):
-                    formats[c] = number_format["type"]
-                else:
-                    formats.pop(c, None)
-            set_attr(ws, "column_formats", formats, self.undo)
+        ws.format_cells(box, cell.get("userEnteredFormat"), format_masks(paths), self.undo)
+
+    # -- conditional formats -------------------------------------------------------------
+
+    def _rules_of(self, body: Mapping[str, Any]) -> tuple[Worksheet, list[rules.Rule], int]:
+        """The sheet a request names, a copy of its rules, and the request's rule index,
+        which must name one of them."""
+        ws = self.ss.sheet(body.get("sheetId") or 0)
+        index = int_field(body, "index", 0)
+        if not 0 <= index < len(ws.conditional_formats):
+            raise ApiError(400, f"No conditional format on sheet: {ws.sheet_id} at index: {index}")
+        return ws, list(ws.conditional_formats), index
+
+    def add_rule(self, body: dict[str, Any]) -> None:
+        rule = required_field(body, "rule")
+        ranges = rule.get("ranges") if isinstance(rule, Mapping) else None
+        first = ranges[0] if isinstance(ranges, list) and ranges else None
+        sheet_id = first.get("sheetId") if isinstance(first, Mapping) else None
+        ws = self.ss.sheet(sheet_id or 0)
+        checked = rules.check_rule(rule, {ws.sheet_id})
+        found = list(ws.conditional_formats)
+        index = min(max(int_field(body, "index", 0), 0), len(found))
+        set_attr(ws, "conditional_formats", [*found[:index], checked, *found[index:]], self.undo)
+
+    def update_rule(self, body: dict[str, Any]) -> dict[str, Any]:
+        ws, found, index = self._rules_of(body)
+        old = found[index]
+        if body.get("rule") is not None:
+            found[index] = rules.check_rule(body["rule"], {ws.sheet_id})
+            reply = {"newRule": found[index], "oldRule": old, "newIndex": index}
+        elif body.get("newIndex") is not None:
+            del found[index]
+            new_index = min(max(int_field(body, "newIndex", 0), 0), len(found))
+            found.insert(new_index, old)
+            reply = {"newRule": old, "oldIndex": index, "newIndex": new_index}
+        else:
+            raise ApiError(400, "Either rule or newIndex must be set")
+        set_attr(ws, "conditional_formats", found, self.undo)
+        return reply
+
+    def delete_rule(self, body: dict[str, Any]) -> dict[str, Any]:
+        ws, found, index = self._rules_of(body)
+        rule = found.pop(index)
+        set_attr(ws, "conditional_formats", found, self.undo)
+        return {"rule": rule}
 
 
 def apply_requests(

@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from syncd.sandbox.sheets.errors import ApiError
+from syncd.sandbox.sheets.formats import Format, number_format, render_number
 
 DIMENSIONS = ("ROWS", "COLUMNS")
 #: Google's limit on the characters of one cell, and its answer to a write over it.
@@ -159,15 +160,17 @@ def _format_serial(serial: float, kind: str) -> str:
     return moment.strftime("%Y-%m-%d" if kind == "DATE" else "%Y-%m-%d %H:%M:%S")
 
 
-def _date_kind(number: float, column_format: str | None) -> str | None:
-    """ "DATE" or "DATE_TIME" when the number shows as a date, from its input or its column."""
+def _date_kind(number: float, number_format: Mapping[str, Any]) -> str | None:
+    """ "DATE" or "DATE_TIME" when the number shows as a date, from its input or its format."""
     if isinstance(number, DateSerial):
         return number.kind
-    return column_format if column_format in ("DATE", "DATE_TIME") else None
+    kind = number_format.get("type")
+    return kind if kind in ("DATE", "DATE_TIME") else None
 
 
-def render_cell(cell: Cell, render: str, date_render: str, column_format: str | None) -> Any:
-    """One cell as values.get returns it for the given render options."""
+def render_cell(cell: Cell, render: str, date_render: str, number_format: Mapping[str, Any]) -> Any:
+    """One cell as values.get returns it for the given render options, shown through the
+    cell's number format."""
     if cell is None:
         return ""
     if isinstance(cell, Formula):
@@ -178,11 +181,36 @@ def render_cell(cell: Cell, render: str, date_render: str, column_format: str | 
     if isinstance(cell, bool):
         return ("TRUE" if cell else "FALSE") if formatted else cell
     if isinstance(cell, int | float):
-        date_kind = _date_kind(cell, column_format)
+        date_kind = _date_kind(cell, number_format)
         if date_kind is not None and (formatted or date_render == "FORMATTED_STRING"):
             return _format_serial(float(cell), date_kind)
-        return _format_number(cell) if formatted else _json_number(cell)
+        if not formatted:
+            return _json_number(cell)
+        pattern = number_format.get("pattern")
+        shown = render_number(float(cell), pattern) if isinstance(pattern, str) else None
+        return shown if shown is not None else _format_number(cell)
     return str(cell)
+
+
+def cell_data(cell: Cell, cell_format: Format | None) -> dict[str, Any]:
+    """A cell as spreadsheets.get returns it in GridData (``{}`` when it is empty and
+    unformatted): userEnteredValue, formattedValue and userEnteredFormat."""
+    data: dict[str, Any] = {}
+    if cell is not None:
+        if isinstance(cell, Formula):
+            entered: dict[str, Any] = {"formulaValue": str(cell)}
+        elif isinstance(cell, bool):
+            entered = {"boolValue": cell}
+        elif isinstance(cell, int | float):
+            entered = {"numberValue": _json_number(cell)}
+        else:
+            entered = {"stringValue": cell}
+        data["userEnteredValue"] = entered
+        shown = render_cell(cell, "FORMATTED_VALUE", "", number_format(cell_format))
+        data["formattedValue"] = shown
+    if cell_format:
+        data["userEnteredFormat"] = cell_format
+    return data
 
 
 def to_matrix(values: Any, major: str, option: str) -> list[list[Input]]:

@@ -8,10 +8,13 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable, Sequence
-from typing import Any, cast
+from typing import Any, Generic, TypeVar, cast
 
-from syncd.sandbox.sheets.cells import KEEP, Cell, Input, Keep
+from syncd.sandbox.sheets.cells import KEEP, Keep
 from syncd.sheets.a1 import Box
+
+#: What a grid holds in each cell: values, or the cells' formats.
+V = TypeVar("V")
 
 
 class Undo:
@@ -40,29 +43,30 @@ def _trim(row: list[Any]) -> list[Any]:
     return row
 
 
-class Grid:
+class Grid(Generic[V]):
     """Row-major cells: ``rows[r]`` holds row r up to its last value; rows past the end and
-    cells past a row's end are empty. A change replaces a row's list instead of mutating it,
-    so undo only keeps the old list, and writing a few rows of a 100,000-row sheet copies
-    only those rows."""
+    cells past a row's end are empty (None). A change replaces a row's list instead of
+    mutating it, so undo only keeps the old list, and writing a few rows of a 100,000-row
+    sheet copies only those rows. A worksheet keeps its values in one grid and its cells'
+    formats in another, so both follow inserted and deleted rows and columns alike."""
 
     def __init__(self) -> None:
-        self.rows: list[list[Cell]] = []
+        self.rows: list[list[V | None]] = []
 
-    def cell(self, r: int, c: int) -> Cell:
+    def cell(self, r: int, c: int) -> V | None:
         if r >= len(self.rows):
             return None
         row = self.rows[r]
         return row[c] if c < len(row) else None
 
-    def _replace_row(self, r: int, new: list[Cell], undo: Undo) -> None:
+    def _replace_row(self, r: int, new: list[V | None], undo: Undo) -> None:
         undo.push(functools.partial(self.rows.__setitem__, r, self.rows[r]))
         self.rows[r] = new
 
     def _truncate(self, length: int) -> None:
         del self.rows[length:]
 
-    def write(self, r0: int, c0: int, matrix: Sequence[list[Input]], undo: Undo) -> None:
+    def write(self, r0: int, c0: int, matrix: Sequence[list[V | Keep | None]], undo: Undo) -> None:
         old_length = len(self.rows)
         if r0 + len(matrix) > old_length:
             # One undo step for all new rows: bulk writes into empty space stay cheap.
@@ -80,7 +84,7 @@ class Grid:
                     if not isinstance(value, Keep):
                         row[c0 + j] = value
             else:
-                row[c0 : c0 + len(values)] = cast("list[Cell]", values)  # no KEEP in it
+                row[c0 : c0 + len(values)] = cast("list[V | None]", values)  # no KEEP in it
             if r0 + i < old_length:
                 self._replace_row(r0 + i, _trim(row), undo)
             else:
@@ -107,11 +111,11 @@ class Grid:
     def _delete_slice(self, start: int, end: int) -> None:
         del self.rows[start:end]
 
-    def _insert_slice(self, at: int, rows: list[list[Cell]]) -> None:
+    def _insert_slice(self, at: int, rows: list[list[V | None]]) -> None:
         self.rows[at:at] = rows
 
     def insert_columns(self, at: int, count: int, undo: Undo) -> None:
-        gap: list[Cell] = [None] * count
+        gap: list[V | None] = [None] * count
         self._map_rows(lambda row: row[:at] + gap + row[at:] if len(row) > at else row, undo)
 
     def delete_columns(self, start: int, end: int, undo: Undo) -> None:
@@ -119,17 +123,17 @@ class Grid:
             lambda row: _trim(row[:start] + row[end:]) if len(row) > start else row, undo
         )
 
-    def _map_rows(self, change: Callable[[list[Cell]], list[Cell]], undo: Undo) -> None:
+    def _map_rows(self, change: Callable[[list[V | None]], list[V | None]], undo: Undo) -> None:
         set_attr(self, "rows", [change(row) for row in self.rows], undo)
 
-    def read_rows(self, r0: int, r1: int, c0: int, c1: int) -> list[list[Cell]]:
+    def read_rows(self, r0: int, r1: int, c0: int, c1: int) -> list[list[V | None]]:
         """Rows of the block, trailing empty cells and rows trimmed (as values.get does)."""
         out = [_trim(self.rows[r][c0:c1]) for r in range(r0, min(r1, len(self.rows)))]
         while out and not out[-1]:
             out.pop()
         return out
 
-    def read_columns(self, r0: int, r1: int, c0: int, c1: int) -> list[list[Cell]]:
+    def read_columns(self, r0: int, r1: int, c0: int, c1: int) -> list[list[V | None]]:
         """Columns of the block (majorDimension=COLUMNS), trimmed the same way."""
         rows = self.rows[r0:r1]
         c1 = min(c1, max((len(row) for row in rows), default=0))

@@ -6,12 +6,15 @@ Everything here changes state through an :class:`Undo`, so a request that fails 
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import copy
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any, TypeVar
 
-from syncd.sandbox.sheets.cells import KEEP, Input, render_cell
+from syncd.sandbox.sheets import rules
+from syncd.sandbox.sheets.cells import KEEP, Cell, Input, Keep, cell_data, render_cell
 from syncd.sandbox.sheets.errors import ApiError
+from syncd.sandbox.sheets.formats import Format, apply_masks, number_format
 from syncd.sandbox.sheets.grid import Grid, Undo, set_attr
 from syncd.sheets.a1 import MAX_COLUMNS, A1Error, A1Range, Box, parse_a1, quote_title
 
@@ -53,8 +56,8 @@ class WriteStats:
 
 @dataclass
 class Worksheet:
-    """One tab. ``column_formats`` maps a column to a numberFormat type set by repeatCell
-    (a simplification: Google formats cells, the emulator formats whole columns)."""
+    """One tab: its cells' values and formats (two grids that move together), and its
+    conditional-format rules, in order."""
 
     sheet_id: int
     title: str
@@ -65,8 +68,9 @@ class Worksheet:
     hide_gridlines: bool = False
     hidden: bool = False
     tab_color: dict[str, Any] | None = None
-    grid: Grid = field(default_factory=Grid, repr=False)
-    column_formats: dict[int, str] = field(default_factory=dict)
+    grid: Grid[Cell] = field(default_factory=Grid, repr=False)
+    formats: Grid[Format] = field(default_factory=Grid, repr=False)
+    conditional_formats: list[rules.Rule] = field(default_factory=list)
 
     def properties(self, index: int) -> dict[str, Any]:
         grid: dict[str, Any] = {"rowCount": self.row_count, "columnCount": self.col_count}
@@ -88,6 +92,13 @@ class Worksheet:
         if self.tab_color:
             props["tabColorStyle"] = self.tab_color
         return props
+
+    def metadata(self, index: int) -> dict[str, Any]:
+        """The sheet as spreadsheets.get lists it: properties, and its rules when it has any."""
+        entry: dict[str, Any] = {"properties": self.properties(index)}
+        if self.conditional_formats:
+            entry["conditionalFormats"] = copy.deepcopy(self.conditional_formats)
+        return entry
 
     def bounds(self, rng: A1Range) -> A1Range:
         """``rng`` with open ends filled from the grid. As in Google, a range that names a row
@@ -131,11 +142,9 @@ class Worksheet:
         if rows < 1 or cols < 1:
             raise ApiError(400, "rowCount and columnCount must be greater than 0")
         if rows < self.row_count:
-            self.grid.delete_rows(rows, self.row_count, undo)
+            self._cut("ROWS", rows, self.row_count, undo)
         if cols < self.col_count:
-            self.grid.delete_columns(cols, self.col_count, undo)
-            formats = {c: kind for c, kind in self.column_formats.items() if c < cols}
-            set_attr(self, "column_formats", formats, undo)
+            self._cut("COLUMNS", cols, self.col_count, undo)
         set_attr(self, "row_count", rows, undo)
         set_attr(self, "col_count", cols, undo)
 
@@ -146,13 +155,15 @@ class Worksheet:
         if not 0 <= start < end or start > self._count(dimension):
             raise ApiError(400, f"Invalid dimension range: startIndex {start}, endIndex {end}")
         count = end - start
-        if dimension == "ROWS":
-            self.grid.insert_rows(start, count, undo)
-            set_attr(self, "row_count", self.row_count + count, undo)
-            return
-        self.grid.insert_columns(start, count, undo)
-        self._shift_formats(start, count, undo)
-        set_attr(self, "col_count", self.col_count + count, undo)
+        for grid in (self.grid, self.formats):
+            if dimension == "ROWS":
+                grid.insert_rows(start, count, undo)
+            else:
+                grid.insert_columns(start, count, undo)
+        moved = rules.inserted(self.conditional_formats, dimension, start, count)
+        set_attr(self, "conditional_formats", moved, undo)
+        name = "row_count" if dimension == "ROWS" else "col_count"
+        set_attr(self, name, self._count(dimension) + count, undo)
 
     def delete_dimension(self, dimension: str, start: int, end: int, undo: Undo) -> None:
         total = self._count(dimension)
@@ -160,42 +171,79 @@ class Worksheet:
             raise ApiError(400, f"Invalid dimension range: startIndex {start}, endIndex {end}")
         if start == 0 and end == total:
             raise ApiError(400, f"You can't delete all the {dimension.lower()} on the sheet.")
-        if dimension == "ROWS":
-            self.grid.delete_rows(start, end, undo)
-            set_attr(self, "row_count", total - (end - start), undo)
-            return
-        self.grid.delete_columns(start, end, undo)
-        kept = {c: kind for c, kind in self.column_formats.items() if not start <= c < end}
-        set_attr(self, "column_formats", kept, undo)
-        self._shift_formats(end, start - end, undo)
-        set_attr(self, "col_count", total - (end - start), undo)
+        frozen = self.frozen_rows if dimension == "ROWS" else self.frozen_cols
+        if frozen and start <= frozen and end == total:
+            raise ApiError(
+                400, f"Sorry, it is not possible to delete all non-frozen {dimension.lower()}."
+            )
+        self._cut(dimension, start, end, undo)
+        name = "row_count" if dimension == "ROWS" else "col_count"
+        set_attr(self, name, total - (end - start), undo)
 
-    def _shift_formats(self, at: int, delta: int, undo: Undo) -> None:
-        shifted = {c + delta if c >= at else c: kind for c, kind in self.column_formats.items()}
-        set_attr(self, "column_formats", shifted, undo)
+    def _cut(self, dimension: str, start: int, end: int, undo: Undo) -> None:
+        """Remove rows or columns from both grids and from the rules' ranges."""
+        for grid in (self.grid, self.formats):
+            if dimension == "ROWS":
+                grid.delete_rows(start, end, undo)
+            else:
+                grid.delete_columns(start, end, undo)
+        kept = rules.deleted(self.conditional_formats, dimension, start, end)
+        set_attr(self, "conditional_formats", kept, undo)
+
+    def format_cells(self, box: Box, given: Any, masks: list[list[str]], undo: Undo) -> None:
+        """Set the masked parts of the format of every cell in ``box`` from ``given`` (a
+        userEnteredFormat), as repeatCell does; cells sharing a format share the result."""
+        if not masks:
+            return
+        changed: dict[int, Format | None] = {}
+        matrix: list[list[Format | Keep | None]] = []
+        for r in range(box.top, box.bottom):
+            row: list[Format | Keep | None] = []
+            for c in range(box.left, box.right):
+                old = self.formats.cell(r, c)
+                if id(old) not in changed:
+                    changed[id(old)] = apply_masks(old, given, masks)
+                row.append(changed[id(old)])
+            matrix.append(row)
+        self.formats.write(box.top, box.left, matrix, undo)
+
+    def number_format(self, r: int, c: int) -> Mapping[str, Any]:
+        """The numberFormat of one cell (``{}`` when it has none)."""
+        return number_format(self.formats.cell(r, c))
 
     def grid_data(self, bounds: A1Range) -> dict[str, Any]:
-        """A block as spreadsheets.get returns its GridData: each cell's number format."""
+        """A block as spreadsheets.get returns its GridData: every cell's value, formatted
+        value and format (the caller applies the request's field mask)."""
         r0, r1, c0, c1 = bounds.box()
-        formats = [self.column_formats.get(c) for c in range(c0, c1)]
-        cells = [{"userEnteredFormat": {"numberFormat": {"type": t}}} if t else {} for t in formats]
-        data: dict[str, Any] = {"rowData": [{"values": cells} for _ in range(r0, r1)]}
+        rows = [
+            {
+                "values": [
+                    cell_data(self.grid.cell(r, c), self.formats.cell(r, c)) for c in range(c0, c1)
+                ]
+            }
+            for r in range(r0, r1)
+        ]
+        data: dict[str, Any] = {"rowData": rows}
         data.update((k, v) for k, v in (("startRow", r0), ("startColumn", c0)) if v)
         return data
 
     def render(self, bounds: A1Range, major: str, render: str, date_render: str) -> list[list[Any]]:
-        """The block as values.get returns it (trimmed, empty interior cells as "")."""
+        """The block as values.get returns it (trimmed, empty interior cells as ""), each
+        cell shown through its own number format."""
         r0, r1, c0, c1 = bounds.box()
-        formats = self.column_formats
+
+        def shown(value: Cell, r: int, c: int) -> Any:
+            return render_cell(value, render, date_render, self.number_format(r, c))
+
         if major == "COLUMNS":
             columns = self.grid.read_columns(r0, r1, c0, c1)
             return [
-                [render_cell(v, render, date_render, formats.get(c0 + j)) for v in column]
+                [shown(v, r0 + i, c0 + j) for i, v in enumerate(column)]
                 for j, column in enumerate(columns)
             ]
         return [
-            [render_cell(v, render, date_render, formats.get(c0 + j)) for j, v in enumerate(row)]
-            for row in self.grid.read_rows(r0, r1, c0, c1)
+            [shown(v, r0 + i, c0 + j) for j, v in enumerate(row)]
+            for i, row in enumerate(self.grid.read_rows(r0, r1, c0, c1))
         ]
 
 
@@ -240,7 +288,7 @@ class Spreadsheet:
                 "autoRecalc": "ON_CHANGE",
                 "timeZone": self.time_zone,
             },
-            "sheets": [{"properties": ws.properties(i)} for i, ws in enumerate(self.sheets)],
+            "sheets": [ws.metadata(i) for i, ws in enumerate(self.sheets)],
             "spreadsheetUrl": f"https://docs.google.com/spreadsheets/d/{self.spreadsheet_id}/edit",
         }
 

@@ -67,3 +67,50 @@ def int_field(body: Mapping[str, Any], name: str, default: int) -> int:
         return int(value)
     except ValueError:
         raise ApiError(400, f"Invalid value for {name}: {value!r}") from None
+
+
+def mask_paths(mask: str) -> set[str]:
+    """Expand a field mask (``a/b``, ``a.b``, ``a(b,c)``) into dotted paths."""
+    paths: set[str] = set()
+    stack: list[str] = []
+    token = ""
+    for char in mask.replace("/", ".") + ",":
+        if char == "(":
+            stack.append(token.strip())
+            token = ""
+        elif char in "),":
+            if token.strip():
+                paths.add(".".join([*stack, token.strip()]))
+            token = ""
+            if char == ")":
+                if not stack:
+                    raise ApiError(400, f"Invalid field mask: {mask}")
+                stack.pop()
+        else:
+            token += char
+    return paths
+
+
+def mask_covers(paths: set[str], target: str) -> bool:
+    """True if the mask selects ``target`` or a part of it."""
+    return any(
+        p == "*" or p == target or target.startswith(p + ".") or p.startswith(target + ".")
+        for p in paths
+    )
+
+
+def select_fields(value: Any, paths: set[str]) -> Any:
+    """``value`` cut down to the fields a response mask selects (``paths`` from
+    :func:`mask_paths`); lists are transparent, as in Google's ``fields`` parameter."""
+    if "*" in paths or "" in paths:
+        return value
+    if isinstance(value, list):
+        return [select_fields(item, paths) for item in value]
+    if not isinstance(value, Mapping):
+        return value
+    selected: dict[str, Any] = {}
+    for key, item in value.items():
+        inner = {p[len(key) + 1 :] for p in paths if p == key or p.startswith(key + ".")}
+        if inner:
+            selected[key] = select_fields(item, inner)
+    return selected

@@ -13,6 +13,7 @@ works here should work against Google; where behaviour is simplified the modules
 from __future__ import annotations
 
 import asyncio
+import copy
 import functools
 import logging
 import random
@@ -38,6 +39,7 @@ from syncd.sandbox.sheets.auth import (
 )
 from syncd.sandbox.sheets.cells import Cell, to_matrix
 from syncd.sandbox.sheets.errors import ApiError, OAuthError
+from syncd.sandbox.sheets.metadata import spreadsheets_get
 from syncd.sandbox.sheets.model import (
     DEFAULT_COLUMNS,
     DEFAULT_ROWS,
@@ -80,28 +82,6 @@ class Route:
     pattern: re.Pattern[str]
     kind: str | None
     handler: Handler
-
-
-def _spreadsheets_get(ss: Spreadsheet, call: Call, params: Mapping[str, str]) -> dict[str, Any]:
-    """spreadsheets.get: the metadata and, for ``ranges`` with ``includeGridData=true`` or a
-    ``fields`` mask naming ``data``, the cells' number formats (values are not served here:
-    clients read those through the values endpoints). As Google does, only the worksheets
-    the ranges name are listed then, and zero ``startRow``/``startColumn`` are left out."""
-    metadata = ss.metadata()
-    ranges = call.query.getall("ranges", [])
-    grid = call.query.get("includeGridData", "false").lower() == "true"
-    if not ranges or not (grid or "data" in call.query.get("fields", "")):
-        return metadata
-    data: dict[str, list[dict[str, Any]]] = {}
-    for text in ranges:
-        ws, rng = ss.resolve(text)
-        data.setdefault(ws.title, []).append(ws.grid_data(ws.bounds(rng)))
-    metadata["sheets"] = [
-        {**entry, "data": data[entry["properties"]["title"]]}
-        for entry in metadata["sheets"]
-        if entry["properties"]["title"] in data
-    ]
-    return metadata
 
 
 class SheetsEmulator:
@@ -219,6 +199,34 @@ class SheetsEmulator:
                 for ws in ss.sheets
             }
 
+    def cell_formats(self, spreadsheet_id: str, title: str, a1: str) -> list[list[dict[str, Any]]]:
+        """The userEnteredFormat of every cell of a range of a tab, row by row ({}: none)."""
+        with self._lock:
+            ws, rng = self._spreadsheet(spreadsheet_id).resolve(f"{quote_title(title)}!{a1}")
+            r0, r1, c0, c1 = ws.bounds(rng).box()
+            formats = ws.formats
+            return [
+                [copy.deepcopy(dict(formats.cell(r, c) or {})) for c in range(c0, c1)]
+                for r in range(r0, r1)
+            ]
+
+    def clear_formats(self, spreadsheet_id: str, title: str, a1: str | None = None) -> None:
+        """Clear the formats of a range (default: the whole tab), as a person's "Clear
+        formatting" does; values and conditional-format rules stay."""
+        with self._lock:
+            ss = self._spreadsheet(spreadsheet_id)
+            ws, rng = ss.resolve(quote_title(title) + (f"!{a1}" if a1 else ""))
+            top, bottom, left, right = ws.bounds(rng).box()
+            span = {"startRowIndex": top, "endRowIndex": bottom}
+            span |= {"startColumnIndex": left, "endColumnIndex": right}
+            request = {"range": {"sheetId": ws.sheet_id, **span}, "fields": "userEnteredFormat"}
+            batch_update.apply_requests(ss, [{"repeatCell": request}], self._new_sheet_id)
+
+    def conditional_formats(self, spreadsheet_id: str, title: str) -> list[dict[str, Any]]:
+        """A copy of a tab's conditional-format rules, in order."""
+        with self._lock:
+            return copy.deepcopy(self._sheet(spreadsheet_id, title).conditional_formats)
+
     def grid_size(self, spreadsheet_id: str, title: str) -> tuple[int, int]:
         with self._lock:
             ws = self._sheet(spreadsheet_id, title)
@@ -335,7 +343,7 @@ class SheetsEmulator:
 
     def _build_routes(self) -> list[Route]:
         spreadsheet: list[tuple[str, str, str, SheetsHandler]] = [
-            ("GET", "", "read", _spreadsheets_get),
+            ("GET", "", "read", spreadsheets_get),
             ("POST", ":batchUpdate", "write", self._batch_update),
             ("GET", "/values:batchGet", "read", values.batch_get),
             ("POST", "/values:batchUpdate", "write", values.batch_update),
