@@ -30,6 +30,8 @@ REPO = Path(__file__).resolve().parents[1]
 #: Holds the ``sitecustomize`` that gives `syncd run` its crash points (SYNCD_TEST_CRASH_AT).
 CRASHPOINTS = Path(__file__).resolve().parent / "crashpoints"
 WEBHOOK_SECRET = "e2e-webhook-secret-0123456789abcdef"
+#: The subdomain of the daemon's (first) space.
+FIRST_SPACE = "co-up"
 EXAMPLE_CONFIG = REPO / "config.example.yaml"
 
 
@@ -46,6 +48,10 @@ class Daemon:
     sheets: SheetsSandbox
     workdir: Path
     sheet_config: dict[str, Any]
+    #: More Cobot spaces by subdomain, beside ``cobot`` (then the first space, ``co-up``): with
+    #: any, the config lists ``cobot.spaces``, each token in an environment variable of its own
+    #: (spaces whose simulators know the same token share it).
+    extra_spaces: dict[str, CobotSandbox] = field(default_factory=dict)
     sync: dict[str, Any] = field(default_factory=dict)
     cobot_options: dict[str, Any] = field(default_factory=dict)
     resync: dict[str, Any] = field(default_factory=dict)
@@ -77,15 +83,30 @@ class Daemon:
     def log_path(self) -> Path:
         return self.workdir / f"daemon-{self.runs}.log"
 
-    def write_config(self) -> Path:
-        config = {
-            "cobot": {
-                "subdomain": "co-up",
-                "access_token": "${TEST_COBOT_TOKEN}",
-                "base_url": self.cobot.url,
-                "timeout_seconds": 5,
-                **self.cobot_options,
-            },
+    @property
+    def spaces(self) -> dict[str, CobotSandbox]:
+        """Every space's simulator by subdomain, the first one's first."""
+        return {FIRST_SPACE: self.cobot, **self.extra_spaces}
+
+    def config(self) -> dict[str, Any]:
+        space: dict[str, Any] = {
+            "subdomain": FIRST_SPACE,
+            "access_token": "${TEST_COBOT_TOKEN}",
+            "base_url": self.cobot.url,
+        }
+        if self.extra_spaces:
+            space = {
+                "spaces": [
+                    {
+                        "subdomain": name,
+                        "access_token": f"${{{_token_variable(index)}}}",
+                        "base_url": sandbox.url,
+                    }
+                    for index, (name, sandbox) in enumerate(self.spaces.items())
+                ]
+            }
+        return {
+            "cobot": {**space, "timeout_seconds": 5, **self.cobot_options},
             "webhook": {
                 "listen": f"127.0.0.1:{self.port}",
                 "public_url": f"{self.url}/cobot",
@@ -106,7 +127,9 @@ class Daemon:
             "sheets": self.sheet_config,
             **self.extra,
         }
-        self.config_path.write_text(yaml.safe_dump(config, sort_keys=False))
+
+    def write_config(self) -> Path:
+        self.config_path.write_text(yaml.safe_dump(self.config(), sort_keys=False))
         return self.config_path
 
     def start(self, wait_subscriptions: bool = True) -> Daemon:
@@ -131,21 +154,40 @@ class Daemon:
             )
         wait_until(self._healthy, timeout=20, what="daemon /healthz", check=self._alive)
         if wait_subscriptions:
-            events = {e for sheet in self.sheet_config.values() for e in sheet["events"]}
-            wait_until(
-                lambda: self.subscribed_events() >= events,
-                timeout=20,
-                what="subscriptions",
-                check=self._alive,
-            )
+            for name, sandbox in self._known_spaces().items():
+                self._wait_subscribed(name, sandbox)
         return self
+
+    def _known_spaces(self) -> dict[str, CobotSandbox]:
+        """The configured spaces whose simulator the fixture knows, by subdomain (a test may
+        list the spaces in ``extra`` itself; the first one's simulator is ``cobot``)."""
+        cobot = self.config()["cobot"]
+        names = [space["subdomain"] for space in cobot.get("spaces", [])] or [cobot["subdomain"]]
+        known = {names[0]: self.cobot, **self.extra_spaces}
+        return {name: known[name] for name in names if name in known}
+
+    def _wait_subscribed(self, name: str, sandbox: CobotSandbox) -> None:
+        """Until the space holds a subscription for each event of the worksheets holding it."""
+        events = {
+            event
+            for sheet in self.sheet_config.values()
+            if name in sheet.get("spaces", [name])
+            for event in sheet["events"]
+        }
+        wait_until(
+            lambda: self.subscribed_events(sandbox) >= events,
+            timeout=20,
+            what=f"subscriptions at {name}",
+            check=self._alive,
+        )
 
     @property
     def env(self) -> dict[str, str]:
         paths = [str(CRASHPOINTS), *filter(None, [os.environ.get("PYTHONPATH")])]
+        tokens = {_token_variable(i): s.token for i, s in enumerate(self.spaces.values())}
         return {
             **os.environ,
-            "TEST_COBOT_TOKEN": self.cobot.token,
+            **tokens,
             "PYTHONUNBUFFERED": "1",
             "PYTHONPATH": os.pathsep.join(paths),
         }
@@ -162,10 +204,11 @@ class Daemon:
             timeout=timeout,
         )
 
-    def subscribed_events(self) -> set[str]:
+    def subscribed_events(self, space: CobotSandbox | None = None) -> set[str]:
+        """The events with an active subscription of ours at ``space`` (the first one's)."""
         return {
             s["event"]
-            for s in self.cobot.sim.subscriptions()
+            for s in (space or self.cobot).sim.subscriptions()
             if s["active"] and s["callback_url"].startswith(self.callback_base + "/")
         }
 
@@ -228,6 +271,11 @@ class Daemon:
 
 
 MakeDaemon = Callable[..., Daemon]
+
+
+def _token_variable(index: int) -> str:
+    """The environment variable of the token of the space at ``index`` in the config."""
+    return "TEST_COBOT_TOKEN" if index == 0 else f"TEST_COBOT_TOKEN_{index}"
 
 
 def wait_until(

@@ -100,8 +100,15 @@ def make_demo(tmp_path: Path) -> Iterator[MakeDemo]:
         return run
 
     yield make
+    # A demo left running by a failed test is stopped as Ctrl-C stops it, so that it stops its
+    # daemon too (which runs in a session of its own and would outlive a killed demo).
     for run in runs:
         if run.process.poll() is None:
+            run.interrupt()
+    for run in runs:
+        try:
+            run.process.wait(40)
+        except subprocess.TimeoutExpired:
             run.process.kill()
             run.process.wait(10)
 

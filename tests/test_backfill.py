@@ -9,10 +9,11 @@ import pytest
 
 from syncd.commands.backfill import ProgressDisplay, summary_lines
 from syncd.commands.parser import build_parser
-from syncd.engine.resync import Progress, SheetSummary
-from syncd.engine.resync_plan import Window
+from syncd.engine.resync import SheetSummary
+from syncd.engine.resync_plan import Progress, Window
+from tests.fixtures_cobot import MakeCobotSim
 from tests.fixtures_daemon import MakeDaemon
-from tests.resync_support import settings_of
+from tests.resync_support import serve_spaces, settings_of
 
 
 class Terminal(io.StringIO):
@@ -90,3 +91,31 @@ def test_summary_table_totals_and_notes(make_daemon: MakeDaemon) -> None:
     assert "Invoices: continued an interrupted backfill from 2024-07-01" in lines
     assert any(line.startswith("Members: safety stop: Cobot's complete listing") for line in lines)
     assert lines[-1].startswith("Limits: Cobot 60 requests/min (membership list 6/min)")
+
+
+def test_summary_has_a_row_per_space_and_worksheet(
+    make_daemon: MakeDaemon, make_cobot_sim: MakeCobotSim
+) -> None:
+    spaces = {
+        "co-up": make_cobot_sim(),
+        "co-down": make_cobot_sim(tokens={"test-cobot-token-other-0123456789": "syncd-test"}),
+    }
+    daemon = make_daemon(cobot=spaces["co-up"])
+    serve_spaces(daemon, spaces)
+    settings = settings_of(daemon)
+    summaries = []
+    for space in spaces:
+        summaries += [
+            SheetSummary("Members", "membership", "backfill", space, added=2),
+            SheetSummary("Admins", "admin", "backfill", space, skipped="no list endpoint"),
+        ]
+    summaries[2].safety_stop = "Cobot's co-down's complete listing lacks 2 of the 2 known rows"
+    lines = summary_lines(summaries, settings)
+    assert [line.split("  ")[0] for line in lines[1:4]] == [
+        "Members (co-up)",
+        "Members (co-down)",
+        "Total",
+    ]
+    assert lines.count("Admins: skipped: no list endpoint") == 1  # said once, not per space
+    assert any(line.startswith("Members (co-down): safety stop: ") for line in lines)
+    assert lines[-1].startswith("Limits: Cobot 60 requests/min per token (2 for 2 spaces)")

@@ -29,7 +29,8 @@ from syncd.cobot.errors import (
     SubscriptionExists,
     SubscriptionRejected,
 )
-from syncd.config.settings import CobotSettings, Secret
+from syncd.config.secret import Secret
+from syncd.config.settings import CobotSettings
 from syncd.core.budget import RequestBudget
 from syncd.core.errors import Action
 from syncd.core.metrics import Metrics

@@ -181,8 +181,8 @@ def test_all_problems_are_reported_at_once(tmp_path: Path, key_file: Path) -> No
     keys = [line.split(": ")[1] for line in problems_of(path)]
     assert keys == [
         "cobot.subdomian",
-        "cobot.subdomain",
         "cobot.access_token",
+        "cobot.subdomain",
         "sheets.Members.events",
         "sheets.Members.columns",
     ]

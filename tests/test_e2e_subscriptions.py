@@ -3,6 +3,7 @@ deactivations, config changes and a secret rotation, and leaves everyone else's 
 
 from __future__ import annotations
 
+import json
 import threading
 from datetime import timedelta
 from typing import Any
@@ -15,13 +16,14 @@ from syncd.ops.daemon import _jobs
 from syncd.sandbox.cobot.webhooks import Delivery
 from syncd.sheets.writer import SheetsWriter
 from syncd.store.database import Store
-from tests.fixtures_cobot import COBOT_APP
+from tests.fixtures_cobot import COBOT_APP, MakeCobotSim
 from tests.fixtures_daemon import WEBHOOK_SECRET, Daemon, MakeDaemon, wait_until
 from tests.test_e2e_pipeline import by_url, fast_daemon, settle
 
 pytestmark = pytest.mark.e2e
 
 NEW_SECRET = "rotated-webhook-secret-fedcba9876543210"
+MEMBER_EVENTS = ["created_membership", "updated_membership_details"]
 ANOTHER_DEPLOYMENT = "another-deployment-secret-0123456789"
 
 
@@ -114,8 +116,9 @@ async def test_the_periodic_job_is_the_reconcile(make_daemon: MakeDaemon) -> Non
     daemon = fast_daemon(make_daemon, sync={"subscription_check_minutes": 7})
     settings = load_settings(daemon.write_config(), {"TEST_COBOT_TOKEN": daemon.cobot.token})
     sheets = SheetsWriter(settings.google)
+    space = settings.spaces[0].subdomain
     async with Store.open(daemon.state_dir) as store, CobotClient(settings.cobot) as cobot:
-        jobs = _jobs(settings=settings, store=store, cobot=cobot, sheets=sheets)
+        jobs = _jobs(settings=settings, store=store, cobot={space: cobot}, sheets=sheets)
         [job] = [j for j in jobs if j.name == "subscriptions"]
         assert job.run_at_start
         assert job.trigger.interval == timedelta(minutes=7)
@@ -123,7 +126,7 @@ async def test_the_periodic_job_is_the_reconcile(make_daemon: MakeDaemon) -> Non
         ids = assert_one_active_per_event(daemon)
         daemon.cobot.sim.deactivate(ids["updated_booking"])
         await job.run()
-        check = await store.meta.subscription_check()
+        check = (await store.meta.subscription_checks([space]))[space]
     sheets.close()
     assert check is not None
     assert check.summary == f"subscriptions: 1 created, 1 deleted, {len(ids) - 1} kept"
@@ -312,4 +315,72 @@ def test_secret_rotation_loses_no_webhook(make_daemon: MakeDaemon) -> None:
     assert all(url.startswith(f"{daemon.url}/cobot/{NEW_SECRET}/") for url in callbacks)
     logs = daemon.logs()
     assert WEBHOOK_SECRET not in logs and NEW_SECRET not in logs
+    assert daemon.stop() == 0
+
+
+def test_moving_to_several_spaces_takes_the_subscriptions_along(
+    make_daemon: MakeDaemon, make_cobot_sim: MakeCobotSim
+) -> None:
+    """The single form's callbacks give way to ones naming the space, a space added gets its
+    own, each space's webhooks land as that space's rows, and the commands cover both."""
+    members = {"resource": "membership", "events": MEMBER_EVENTS, "columns": {"Name": "name"}}
+    daemon = fast_daemon(make_daemon, sheet_config={"Members": members}).start()
+    assert set(assert_one_active_per_event(daemon)) == set(MEMBER_EVENTS)
+    daemon.stop()
+    daemon.extra_spaces["co-down"] = make_cobot_sim(rate_limits=False)
+    daemon.start()
+
+    def subscribed() -> dict[str, list[tuple[str, str, bool]]]:
+        return {
+            name: sorted(
+                (s["event"], s["callback_url"], s["active"])
+                for s in sandbox.sim.subscriptions(app=COBOT_APP)
+            )
+            for name, sandbox in daemon.spaces.items()
+        }
+
+    wanted = {
+        name: sorted((e, f"{daemon.callback_base}/{name}/{e}", True) for e in MEMBER_EVENTS)
+        for name in daemon.spaces
+    }
+    wait_until(lambda: subscribed() == wanted, timeout=20, what="each space's own callbacks")
+    created = {
+        name: sandbox.sim.url_for("membership", sandbox.sim.create("membership")["id"])
+        for name, sandbox in daemon.spaces.items()
+    }
+    for sandbox in daemon.spaces.values():
+        sandbox.sim.wait_deliveries_idle(30)
+    settle(daemon)
+    rows = by_url(daemon.rows("Members"))
+    assert {name: rows[url]["Space"] for name, url in created.items()} == {
+        "co-up": "co-up",
+        "co-down": "co-down",
+    }
+
+    listing = daemon.cli("subscriptions", "list")
+    assert listing.returncode == 0, listing.stderr
+    up, down = listing.stdout.split("\n\nSpace co-down:\n")
+    assert up.startswith("Space co-up:\n")
+    assert f"{daemon.url}/cobot/***/co-up/created_membership" in up
+    assert f"{daemon.url}/cobot/***/co-down/created_membership" in down
+    assert "not subscribed" not in listing.stdout
+
+    def summaries() -> dict[str, str | None]:
+        status = json.loads(daemon.cli("status", "--json").stdout)
+        return {
+            n: (shown["subscriptions"] or {}).get("summary")
+            for n, shown in status["spaces"].items()
+        }
+
+    wait_until(
+        lambda: (
+            summaries()
+            == {
+                "co-up": "subscriptions: 2 created, 2 deleted, 0 kept",
+                "co-down": "subscriptions: 2 created, 0 deleted, 0 kept",
+            }
+        ),
+        timeout=20,
+        what="each space's check in `syncd status`",
+    )
     assert daemon.stop() == 0

@@ -84,7 +84,13 @@ async def make_harness(make_daemon: MakeDaemon, **extra: Any) -> AsyncIterator[H
     sheets = SheetsWriter(settings.google)
     try:
         async with CobotClient(settings.cobot) as cobot:
-            yield Harness(daemon, store, build_worker(settings, store, cobot, sheets, Metrics()))
+            yield Harness(
+                daemon,
+                store,
+                build_worker(
+                    settings, store, {settings.spaces[0].subdomain: cobot}, sheets, Metrics()
+                ),
+            )
     finally:
         sheets.close()
         await store.close()

@@ -160,8 +160,8 @@ async def test_a_full_batch_waits_for_the_flush_interval_after_the_last_flush(
     now = [time.time() + 1]
     store = Store.open(config.state_dir)
     sheets = FakeSheets()
-    fakes = (FakeCobot(), sheets)
-    worker = build_worker(config, store, *fakes, Metrics(), clock=lambda: now[0])  # type: ignore[arg-type]
+    cobot = {config.spaces[0].subdomain: FakeCobot()}
+    worker = build_worker(config, store, cobot, sheets, Metrics(), clock=lambda: now[0])  # type: ignore[arg-type]
     stop = asyncio.Event()
     stop.set()  # every wait of _step returns at once: only its decision is observed
     try:
@@ -193,8 +193,8 @@ async def test_a_flood_of_webhooks_holds_the_flush_back_for_a_while(tmp_path: Pa
     now = [time.time() + 1]
     store = Store.open(config.state_dir)
     sheets = FakeSheets()
-    fakes = (FakeCobot(), sheets)
-    worker = build_worker(config, store, *fakes, Metrics(), clock=lambda: now[0])  # type: ignore[arg-type]
+    cobot = {config.spaces[0].subdomain: FakeCobot()}
+    worker = build_worker(config, store, cobot, sheets, Metrics(), clock=lambda: now[0])  # type: ignore[arg-type]
     stop = asyncio.Event()
     stop.set()  # every wait of _step returns at once: only its decision is observed
 

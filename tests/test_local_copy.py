@@ -68,4 +68,4 @@ async def test_memberships_are_found_by_id_and_kind(store: Store) -> None:
     )
     await store.keep([member, invoice(1, 1.0, 100)])
     assert set(await store.memberships(["m1", "m2", "1"])) == {"m1"}
-    assert set(await store.kept_of_kind("invoice")) == {URL.format(1)}
+    assert await store.kept_urls("invoice") == {URL.format(1): ("", True)}

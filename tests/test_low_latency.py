@@ -148,7 +148,14 @@ async def test_a_lone_event_waits_only_while_a_budget_runs_low(tmp_path: Path) -
     now = [time.time() + 1]
     store = Store.open(config.state_dir)
     sheets = FakeSheets()
-    worker = build_worker(config, store, FakeCobot(), sheets, Metrics(), clock=lambda: now[0])  # type: ignore[arg-type]
+    worker = build_worker(
+        config,
+        store,
+        {config.spaces[0].subdomain: FakeCobot()},
+        sheets,
+        Metrics(),
+        clock=lambda: now[0],
+    )  # type: ignore[arg-type]
     cobot_budget = worker.pacer._budgets[0]
     stop = asyncio.Event()
     stop.set()  # every wait of _step returns at once: only its decision is observed

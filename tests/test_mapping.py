@@ -9,7 +9,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from syncd.config.settings import Column, SheetSettings
+from syncd.config.columns import Column
+from syncd.config.settings import SheetSettings
 from syncd.mapping.cells import (
     deletion_stamp,
     map_row,

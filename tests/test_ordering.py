@@ -155,7 +155,7 @@ async def rig(tmp_path: Path) -> AsyncIterator[Rig]:
     settings = worker_settings(tmp_path)
     store = Store.open(settings.state_dir)
     cobot, sheets = FakeCobot(), FakeSheets()
-    worker = build_worker(settings, store, cobot, sheets, Metrics())  # type: ignore[arg-type]
+    worker = build_worker(settings, store, {settings.spaces[0].subdomain: cobot}, sheets, Metrics())  # type: ignore[arg-type]
     yield Rig(store, cobot, sheets, worker)
     await store.close()
 

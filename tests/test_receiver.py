@@ -186,6 +186,7 @@ async def test_stores_then_answers_202(harness: Harness, caplog: pytest.LogCaptu
     (event,) = await harness.store.claim_due(10)
     assert reply == {"status": "accepted", "id": event.id}
     assert (event.event, event.kind, event.url) == ("created_membership", "membership", MEMBER_URL)
+    assert event.space == "co-up"  # the only space's, though the callback names none
     assert harness.wakeups == 1
     assert harness.metrics.webhooks_received.value(event="created_membership") == 1
     assert "created_membership membership 93207605 stored" in caplog.text

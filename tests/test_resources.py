@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from syncd.config.settings import CobotSettings, Secret
+from syncd.config.secret import Secret
+from syncd.config.settings import CobotSettings
 from syncd.intake.resources import InvalidResourceURL, parse_resource_url, resource_url
 
 HTTPS = CobotSettings(

@@ -9,7 +9,8 @@ from typing import Any
 
 import pytest
 
-from syncd.config.settings import Column, SheetSettings
+from syncd.config.columns import Column
+from syncd.config.settings import SheetSettings
 from syncd.mapping.cells import Row
 from syncd.sheets.writer import SheetsWriter
 from tests.fixtures_sheets import SheetsSandbox

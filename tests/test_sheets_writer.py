@@ -15,7 +15,8 @@ from typing import Any
 import gspread
 import pytest
 
-from syncd.config.settings import Column, GoogleSettings, SheetSettings
+from syncd.config.columns import Column
+from syncd.config.settings import GoogleSettings, SheetSettings
 from syncd.core.budget import RequestBudget
 from syncd.core.errors import Action
 from syncd.core.retry import Backoff

@@ -36,7 +36,8 @@ async def populate(state_dir: Path, now: float) -> None:
             {"Members": LastWrite(now - 65, 3)}, LastError(now - 30, "Google Sheets answered 503")
         )
         await meta.record_subscription_check(
-            SubscriptionCheck(now - 120, "subscriptions: 0 created, 0 deleted, 30 kept", [])
+            "co-up",
+            SubscriptionCheck(now - 120, "subscriptions: 0 created, 0 deleted, 30 kept", []),
         )
         await meta.record_resync_run("full", "Members", ResyncRun(now - 3600, {"written": 12}))
         await meta.save_safety_stop("Invoices", SafetyStop(now - 7200, 9, 10, "lacks 9 of 10"))
@@ -112,6 +113,41 @@ def test_status_shows_inbox_dead_letters_writes_checks_and_resync(
     assert set(status["resync"]) == {"resync.last_run.full.Members", "resync.safety_stop.Invoices"}
     assert status["subscriptions"]["errors"] == []
     assert status["last_error"]["error"] == "Google Sheets answered 503"
+
+
+def test_a_check_kept_before_checks_were_per_space_is_still_shown(
+    config: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A version that served one space kept its check under a key naming no space."""
+    state_dir = tmp_path / "state"
+
+    async def create() -> None:
+        async with Store.open(state_dir):
+            pass
+
+    asyncio.run(create())
+    old = {"time": time.time() - 60, "summary": "subscriptions: 0 created, 0 deleted, 7 kept"}
+    with sqlite3.connect(state_dir / DB_FILENAME) as db:
+        db.execute(
+            "INSERT INTO meta (key, value, updated_at) VALUES (?, ?, 0)",
+            ("subscriptions.last_check", json.dumps({**old, "errors": []})),
+        )
+    db.close()
+    _, out, _ = run(capsys, "status", "--config", str(config))
+    assert line_starting(out, "Subscriptions:").endswith("ago): " + old["summary"])
+
+    async def check_again() -> None:
+        async with Store.open(state_dir) as store:
+            check = SubscriptionCheck(
+                time.time(), "subscriptions: 1 created, 0 deleted, 6 kept", []
+            )
+            await store.meta.record_subscription_check("co-up", check)
+
+    asyncio.run(check_again())
+    _, out, _ = run(capsys, "status", "--json", "--config", str(config))
+    status = json.loads(out)
+    assert status["subscriptions"]["summary"] == "subscriptions: 1 created, 0 deleted, 6 kept"
+    assert status["spaces"] == {"co-up": {"subscriptions": status["subscriptions"]}}
 
 
 def test_status_needs_no_credentials_and_never_waits_for_the_writer(

@@ -149,6 +149,7 @@ async def test_rows_written_before_observation_times_count_as_observed_when_writ
         for column in ("observed_at", "cells"):
             conn.execute(f"ALTER TABLE row_states DROP COLUMN {column}")
         conn.execute("DROP TABLE resources")
+        conn.execute("ALTER TABLE inbox DROP COLUMN space")
         conn.execute(
             "INSERT INTO row_states (sheet, url, fingerprint, deleted_at, written_at)"
             " VALUES ('Members', ?, 'f', NULL, 1234.5)",
@@ -171,7 +172,7 @@ async def test_readonly_reads_while_the_daemon_writes(store: Store, state_dir: P
         with pytest.raises(StoreUnavailable, match="readonly"):
             await enqueue(reader, 3)
         with pytest.raises(StoreUnavailable):
-            await reader.meta.record_subscription_check(SubscriptionCheck(1.0, "ok", []))
+            await reader.meta.record_subscription_check("co-up", SubscriptionCheck(1.0, "ok", []))
     assert (await store.stats()).pending == 2
 
 
@@ -433,13 +434,17 @@ async def test_prune_done_keeps_recent_and_unfinished(store: Store) -> None:
 async def test_meta_records_round_trip(store: Store) -> None:
     meta = store.meta
     assert await meta.last_writes() == {}
-    assert (await meta.last_error(), await meta.subscription_check()) == (None, None)
+    assert await meta.last_error() is None
+    assert await meta.subscription_checks(["co-up"]) == {"co-up": None}
     await meta.record_flush({"Members": LastWrite(1.5, 2), "Invoices": LastWrite(1.5, 0)})
     await meta.record_flush({"Members": LastWrite(2.5, 3)}, LastError(2.5, "Sheets said 503"))
     assert await meta.last_writes() == {"Members": LastWrite(2.5, 3), "Invoices": LastWrite(1.5, 0)}
     assert await meta.last_error() == LastError(2.5, "Sheets said 503")
-    await meta.record_subscription_check(SubscriptionCheck(3.0, None, ["Cobot said 500"]))
-    assert await meta.subscription_check() == SubscriptionCheck(3.0, None, ["Cobot said 500"])
+    await meta.record_subscription_check("co-up", SubscriptionCheck(3.0, None, ["Cobot 500"]))
+    assert await meta.subscription_checks(["co-up", "co-down"]) == {
+        "co-up": SubscriptionCheck(3.0, None, ["Cobot 500"]),
+        "co-down": None,
+    }
 
     run = ResyncRun(4.0, {"added": 2, "duration": 0.5, "resumed_from": "2024-05-01"})
     await meta.record_resync_run("full", "Members", run)
@@ -487,7 +492,11 @@ async def test_meta_reads_what_earlier_versions_stored(store: Store, state_dir: 
     meta = store.meta
     assert await meta.last_writes() == {"Members": LastWrite(1.5, 3)}
     assert await meta.last_error() == LastError(2.5, "boom")
-    assert await meta.subscription_check() == SubscriptionCheck(3.5, "0 created", [])
+    # One space's check, stored before spaces were recorded, is the first space's.
+    assert await meta.subscription_checks(["co-up", "co-down"]) == {
+        "co-up": SubscriptionCheck(3.5, "0 created", []),
+        "co-down": None,
+    }
     assert await meta.resync_run("full", "Members") == ResyncRun(4.5, {"added": 1})
     assert await meta.resync_schedule_start("recent", "Invoices") == 5.5
     assert await meta.resync_checkpoint("backfill", "Invoices") == ResyncCheckpoint(
@@ -499,7 +508,7 @@ async def test_meta_reads_what_earlier_versions_stored(store: Store, state_dir: 
     assert await meta.resync_records() == records
 
     await meta.record_flush({"Members": LastWrite(7.5, 4)}, LastError(7.5, "again"))
-    await meta.record_subscription_check(SubscriptionCheck(7.5, "1 created", ["x"]))
+    await meta.record_subscription_check("co-up", SubscriptionCheck(7.5, "1 created", ["x"]))
     await meta.record_resync_run("full", "Members", ResyncRun(7.5, {"added": 2}))
     await meta.save_resync_checkpoint(
         "backfill",
@@ -510,7 +519,7 @@ async def test_meta_reads_what_earlier_versions_stored(store: Store, state_dir: 
         rows = dict(conn.execute("SELECT key, value FROM meta"))
     assert json.loads(rows["sheets.last_write.Members"]) == {"time": 7.5, "rows": 4}
     assert json.loads(rows["worker.last_error"]) == {"time": 7.5, "error": "again"}
-    assert json.loads(rows["subscriptions.last_check"]) == {
+    assert json.loads(rows["subscriptions.last_check.co-up"]) == {
         "time": 7.5,
         "summary": "1 created",
         "errors": ["x"],

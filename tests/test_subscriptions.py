@@ -25,7 +25,8 @@ from syncd.cobot.subscriptions import (
 )
 from syncd.commands.subscriptions import delete_all_ours, list_subscriptions, sync_subscriptions
 from syncd.config.loading import load_settings
-from syncd.config.settings import Secret, Settings
+from syncd.config.secret import Secret
+from syncd.config.settings import Settings
 from syncd.sandbox.cobot import subscriptions as simulated_subscriptions
 from tests.fixtures_cobot import CobotSandbox
 
@@ -111,19 +112,28 @@ def test_callback_url_ownership_and_masking(settings: Settings) -> None:
     webhook = replace(settings.webhook, previous_secrets=(Secret(OLD_SECRET),))
     assert callback_url(webhook, "created_booking") == url("created_booking")
     assert callback_url(webhook, "x", Secret(OLD_SECRET)) == url("x", OLD_SECRET)
-    assert is_ours(webhook, url("created_booking"))
-    assert is_ours(webhook, url("created_booking", OLD_SECRET))
+    assert is_ours(webhook, url("created_booking"), "co-up")
+    assert is_ours(webhook, url("created_booking", OLD_SECRET), "co-up")
     for foreign in (
         url("created_booking", "someone-elses-secret-1234"),
         f"{PUBLIC}2/{SECRET}/created_booking",
         f"https://other.example.org/cobot/{SECRET}/created_booking",
         f"{PUBLIC}/{SECRET}/created_booking/extra",
+        f"{PUBLIC}/{SECRET}/co-down/created_booking",  # another space's
+        f"{PUBLIC}/{SECRET}/co-up/created_booking/extra",
+        f"{PUBLIC}/{SECRET}//created_booking",
+        f"{PUBLIC}/{SECRET}/",
         f"{PUBLIC}/{SECRET}",
     ):
-        assert not is_ours(webhook, foreign), foreign
+        assert not is_ours(webhook, foreign, "co-up"), foreign
     assert mask_callback(webhook, url("created_booking", OLD_SECRET)) == (
         f"{PUBLIC}/***/created_booking"
     )
+    # The list form's callbacks name the space; at that space either form is ours.
+    listed = callback_url(webhook, "created_booking", Secret(OLD_SECRET), space="co-up")
+    assert listed == f"{PUBLIC}/{OLD_SECRET}/co-up/created_booking"
+    assert is_ours(webhook, listed, "co-up") and not is_ours(webhook, listed, "co-down")
+    assert mask_callback(webhook, listed) == f"{PUBLIC}/***/co-up/created_booking"
     assert mask_callback(webhook, "https://u:p@hooks.example.org/in/abcdefghijklmnopq/x?t=1") == (
         "https://hooks.example.org/in/***/x?***"
     )
@@ -135,7 +145,7 @@ def test_callback_url_ownership_and_masking(settings: Settings) -> None:
 async def test_first_run_creates_one_per_event_and_second_run_changes_nothing(
     settings: Settings, client: CobotClient, cobot_sim: CobotSandbox
 ) -> None:
-    report = await reconcile(settings, client)
+    report = await reconcile(settings, settings.spaces[0], client)
     assert sorted(s.event for s in report.created) == sorted(ALL_EVENTS)
     assert report.changed and not report.deleted and not report.errors
     assert_in_sync(cobot_sim)
@@ -147,7 +157,7 @@ async def test_first_run_creates_one_per_event_and_second_run_changes_nothing(
         "booking_will_begin": {"lead_time": 30},
     }
 
-    again = await reconcile(settings, client)
+    again = await reconcile(settings, settings.spaces[0], client)
     assert not again.changed and not again.errors
     assert sorted(s.event for s in again.kept) == sorted(ALL_EVENTS)
     assert again.summary() == "subscriptions: 0 created, 0 deleted, 4 kept"
@@ -157,11 +167,11 @@ async def test_first_run_creates_one_per_event_and_second_run_changes_nothing(
 async def test_deactivated_subscription_is_recreated_in_one_run(
     settings: Settings, client: CobotClient, cobot_sim: CobotSandbox
 ) -> None:
-    await reconcile(settings, client)
+    await reconcile(settings, settings.spaces[0], client)
     [dead] = ours_in_sim(cobot_sim)["created_booking"]
     cobot_sim.sim.deactivate(dead["id"])
 
-    report = await reconcile(settings, client)
+    report = await reconcile(settings, settings.spaces[0], client)
     assert [s.id for s in report.deleted] == [dead["id"]]
     assert [s.event for s in report.created] == ["created_booking"]
     assert_in_sync(cobot_sim)
@@ -172,7 +182,7 @@ async def test_duplicates_of_ours_are_deleted(
 ) -> None:
     for _ in range(3):
         cobot_sim.sim.add_subscription("created_membership", url("created_membership"))
-    report = await reconcile(settings, client)
+    report = await reconcile(settings, settings.spaces[0], client)
     assert len(report.deleted) == 2
     assert_in_sync(cobot_sim)
 
@@ -190,8 +200,8 @@ async def test_other_apps_and_foreign_callbacks_are_never_touched(
     ]
     sim.deactivate(foreign[1]["id"])
 
-    report = await reconcile(settings, client)
-    await reconcile(settings, client)
+    report = await reconcile(settings, settings.spaces[0], client)
+    await reconcile(settings, settings.spaces[0], client)
 
     assert not report.deleted
     remaining = {s["id"]: s for s in sim.subscriptions()}
@@ -203,10 +213,10 @@ async def test_other_apps_and_foreign_callbacks_are_never_touched(
 async def test_event_removed_from_config_loses_its_subscription(
     tmp_path: Path, settings: Settings, client: CobotClient, cobot_sim: CobotSandbox
 ) -> None:
-    await reconcile(settings, client)
+    await reconcile(settings, settings.spaces[0], client)
     fewer = make_settings(tmp_path, cobot_sim, booking_events=["created_booking"])
 
-    report = await reconcile(fewer, client)
+    report = await reconcile(fewer, fewer.spaces[0], client)
     assert [s.event for s in report.deleted] == ["booking_will_begin"]
     assert not report.created
     assert_in_sync(cobot_sim, events=[*MEMBER_EVENTS, "created_booking"])
@@ -215,7 +225,7 @@ async def test_event_removed_from_config_loses_its_subscription(
 async def test_secret_rotation_subscribes_the_new_url_before_dropping_the_old(
     tmp_path: Path, settings: Settings, client: CobotClient, cobot_sim: CobotSandbox
 ) -> None:
-    await reconcile(settings, client)
+    await reconcile(settings, settings.spaces[0], client)
     old_ids = {e: s["id"] for e, [s] in ours_in_sim(cobot_sim).items()}
     # A subscription under the old secret for an event no longer configured is ours too.
     stale = cobot_sim.sim.add_subscription("created_invoice", url("created_invoice", SECRET))
@@ -224,7 +234,7 @@ async def test_secret_rotation_subscribes_the_new_url_before_dropping_the_old(
     )
     log_start = len(cobot_sim.sim.requests())
 
-    report = await reconcile(rotated, client)
+    report = await reconcile(rotated, rotated.spaces[0], client)
 
     assert_in_sync(cobot_sim, "rotated-secret-0123456789")
     assert {s.id for s in report.deleted} == {*old_ids.values(), stale["id"]}
@@ -245,7 +255,7 @@ async def test_rejected_event_is_reported_by_name_and_others_are_created(
         simulated_subscriptions, "EVENTS", simulated_subscriptions.EVENTS - {"created_booking"}
     )
 
-    report = await reconcile(settings, client)
+    report = await reconcile(settings, settings.spaces[0], client)
 
     [error] = report.errors
     assert error.startswith("Cobot refused the subscription for created_booking: ")
@@ -261,7 +271,7 @@ async def test_changes_are_logged_without_the_secret(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     with caplog.at_level(logging.INFO, logger="syncd.subscriptions"):
-        report = await reconcile(settings, client)
+        report = await reconcile(settings, settings.spaces[0], client)
     assert SECRET not in caplog.text
     created = report.created[0]
     assert (
@@ -310,7 +320,7 @@ async def test_409_adopts_the_existing_subscription_or_replaces_it_if_inactive(
     settings = replace(members, sheets=(replace(members.sheets[0], events=(event,)),))
     fake = LaggingSubscriptions(Subscription("7", event, "", active, url(event), None))
 
-    report = await reconcile(settings, cast(CobotClient, fake))
+    report = await reconcile(settings, settings.spaces[0], cast(CobotClient, fake))
 
     assert not report.errors
     if active:
@@ -327,14 +337,14 @@ async def test_409_adopts_the_existing_subscription_or_replaces_it_if_inactive(
 async def test_list_all_flags_ours_and_delete_ours_spares_the_rest(
     settings: Settings, client: CobotClient, cobot_sim: CobotSandbox
 ) -> None:
-    await reconcile(settings, client)
+    await reconcile(settings, settings.spaces[0], client)
     zap = cobot_sim.sim.add_subscription("created_membership", "https://zapier.example/h/1")
 
-    flags = {s.id: ours for s, ours in await list_all(settings, client)}
+    flags = {s.id: ours for s, ours in await list_all(settings, settings.spaces[0], client)}
     assert flags[zap["id"]] is False
     assert sum(flags.values()) == len(ALL_EVENTS)
 
-    deleted = await delete_ours(settings, client)
+    deleted = await delete_ours(settings, settings.spaces[0], client)
     assert len(deleted) == len(ALL_EVENTS)
     assert [s["id"] for s in cobot_sim.sim.subscriptions(app="cobot-syncd")] == [zap["id"]]
 
@@ -374,7 +384,8 @@ async def test_cli_list_names_unsubscribed_events(
 async def test_cli_reports_cobot_errors_as_one_line_and_exit_1(
     settings: Settings, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    bad_token = replace(settings.cobot, access_token=Secret("revoked-token-0123456789"))
+    revoked = replace(settings.spaces[0], access_token=Secret("revoked-token-0123456789"))
+    bad_token = replace(settings.cobot, spaces=(revoked,))
     assert await sync_subscriptions(replace(settings, cobot=bad_token)) == 1
     err = capsys.readouterr().err
     assert err.startswith("error: Cobot rejected the access token (401)")

@@ -13,7 +13,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from syncd.config.settings import Column, SheetSettings
+from syncd.config.columns import Column
+from syncd.config.settings import SheetSettings
 from syncd.config.templating import (
     MAX_TEXT,
     BadTemplate,

@@ -113,7 +113,14 @@ async def rig(tmp_path: Path) -> AsyncIterator[Rig]:
     store = Store.open(settings.state_dir)
     cobot, sheets = FailingCobot(objects={URL: {"id": "m1", "name": "Ada"}}), FailingSheets()
     now = [time.time()]
-    worker = build_worker(settings, store, cobot, sheets, Metrics(), clock=lambda: now[0])  # type: ignore[arg-type]
+    worker = build_worker(
+        settings,
+        store,
+        {settings.spaces[0].subdomain: cobot},
+        sheets,
+        Metrics(),
+        clock=lambda: now[0],
+    )  # type: ignore[arg-type]
     await store.enqueue("created_membership", URL, "membership", {"url": URL})
     yield Rig(store, cobot, sheets, worker, now)
     await store.close()

@@ -119,6 +119,7 @@ class CobotClient:
         backoff_cap: float = 30.0,
         max_retry_after: float = 120.0,
         state_dir: Path | None = None,
+        membership_budget: RequestBudget | None = None,
     ) -> None:
         if max_attempts < 1:
             raise ValueError("max_attempts must be at least 1")
@@ -130,7 +131,7 @@ class CobotClient:
             else RequestBudget(per_minute)
         )
         #: Cobot limits the membership listing on its own, below the general limit.
-        self.membership_listing_budget = (
+        self.membership_listing_budget = membership_budget or (
             shared_budget(state_dir, "cobot-memberships", MEMBERSHIP_LISTS_PER_MINUTE)
             if state_dir
             else RequestBudget(MEMBERSHIP_LISTS_PER_MINUTE)

@@ -1,7 +1,8 @@
 """``syncd backfill``: the command around the re-sync engine's backfill.
 
 It chooses the worksheets and the span, shows progress (a bar on a terminal, plain lines
-otherwise, so a log or CI keeps every step) and prints the summary table. The work itself,
+otherwise, so a log or CI keeps every step) and prints the summary table: one row per worksheet
+and, when several spaces are configured, per space ("Members (co-up)"). The work itself,
 safe while the daemon runs and continued from its checkpoint after an interruption, is
 ``syncd.engine.backfill``'s.
 """
@@ -25,7 +26,8 @@ from syncd.commands.command import (
 from syncd.config.settings import Settings
 from syncd.core.errors import UsageError
 from syncd.engine.backfill import run_backfill, select_sheets
-from syncd.engine.resync import Progress, SheetSummary
+from syncd.engine.resync import SheetSummary
+from syncd.engine.resync_plan import Progress
 
 BAR_WIDTH = 24
 
@@ -107,21 +109,24 @@ def summary_lines(summaries: Sequence[SheetSummary], settings: Settings) -> list
         "Sheets r/w",
         "Time",
     )
-    rows = [_row(s.sheet, [s]) for s in summaries if s.skipped is None]
+    rows = [_row(s.label, [s]) for s in summaries if s.skipped is None]
     if len(rows) > 1:
         rows.append(_row("Total", [s for s in summaries if s.skipped is None]))
     widths = [max(len(line[i]) for line in [header, *rows]) for i in range(len(header))]
     lines = [_aligned(line, widths) for line in [header, *rows]]
+    # A kind Cobot cannot list is skipped in every space alike: said once per worksheet.
+    skipped = {s.sheet: s.skipped for s in summaries if s.skipped}
+    lines += [f"{sheet}: skipped: {reason}" for sheet, reason in skipped.items()]
     for s in summaries:
-        if s.skipped:
-            lines.append(f"{s.sheet}: skipped: {s.skipped}")
         if s.resumed_from:
-            lines.append(f"{s.sheet}: continued an interrupted backfill from {s.resumed_from}")
+            lines.append(f"{s.label}: continued an interrupted backfill from {s.resumed_from}")
         if s.safety_stop:
-            lines.append(f"{s.sheet}: safety stop: {s.safety_stop}")
+            lines.append(f"{s.label}: safety stop: {s.safety_stop}")
     cobot, google = settings.cobot, settings.google
+    tokens = len({space.access_token for space in settings.spaces})
+    per = f" per token ({tokens} for {len(settings.spaces)} spaces)" if tokens > 1 else ""
     lines.append(
-        f"Limits: Cobot {cobot.requests_per_minute} requests/min (membership list "
+        f"Limits: Cobot {cobot.requests_per_minute} requests/min{per} (membership list "
         f"{MEMBERSHIP_LISTS_PER_MINUTE}/min); Sheets {google.read_requests_per_minute} reads/min, "
         f"{google.write_requests_per_minute} writes/min; windows of "
         f"{settings.resync.window_days} days"

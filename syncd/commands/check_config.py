@@ -2,7 +2,8 @@
 
 The file's own problems, an http public URL, a refused Cobot token and a spreadsheet that is
 not shared with the service account are all reported together, one line each, so a new
-install is fixed in one round instead of one error per restart.
+install is fixed in one round instead of one error per restart. Each Cobot space's token is
+checked against that space, and a refusal names that space's key.
 """
 
 from __future__ import annotations
@@ -12,13 +13,14 @@ import asyncio
 import sys
 from urllib.parse import urlsplit
 
-from syncd.cobot.client import CobotClient
 from syncd.cobot.errors import CobotUnavailable
-from syncd.cobot.subscriptions import MASK
+from syncd.cobot.spaces import cobot_clients
+from syncd.cobot.subscriptions import MASK, callback_space, callback_url, space_events
 from syncd.commands.command import Command, add_config_option
 from syncd.commands.preview import path_warnings, sample_names, sample_payload
 from syncd.config.loading import inspect_settings
-from syncd.config.settings import Settings
+from syncd.config.secret import Secret
+from syncd.config.settings import CobotSettings, Settings
 from syncd.core.errors import ConfigProblem, SyncdError
 from syncd.intake.resources import is_loopback_host
 from syncd.ops.logs import configure_logging
@@ -71,9 +73,16 @@ def one_line(text: str) -> str:
 
 def describe_plan(settings: Settings) -> list[str]:
     """What the daemon would subscribe to and create, for the user to confirm."""
-    masked = f"{settings.webhook.public_url}/{MASK}/<event>"
-    lines = [f"Would subscribe {len(settings.events)} Cobot event(s) with callbacks at {masked}:"]
-    lines += [f"  - {event}" for event in settings.events]
+    lines = []
+    for space in settings.spaces:
+        named = callback_space(settings, space)
+        masked = callback_url(settings.webhook, "<event>", Secret(MASK), named)
+        events = space_events(settings, space)
+        at = f" at {space.subdomain}" if named else ""
+        lines.append(
+            f"Would subscribe {len(events)} Cobot event(s){at} with callbacks at {masked}:"
+        )
+        lines += [f"  - {event}" for event in events]
     lines.append(
         f"Would keep {len(settings.sheets)} worksheet(s) in spreadsheet "
         f"{settings.google.spreadsheet_id}, creating any that is missing and its headers:"
@@ -119,8 +128,12 @@ def offline_problems(settings: Settings) -> list[ConfigProblem]:
 def skipped_checks(settings: Settings) -> list[str]:
     """The online checks the file's own problems rule out, so silence is not read as success."""
     skipped = []
-    if not _can_check_cobot(settings):
-        skipped.append("Cobot access not checked: fix cobot.subdomain and cobot.access_token first")
+    for index, space in enumerate(settings.spaces):
+        if not _can_check_cobot(space):
+            key = _space_key(settings, index)
+            skipped.append(
+                f"Cobot access not checked: fix {key}.subdomain and {key}.access_token first"
+            )
     if not _can_check_sheets(settings):
         skipped.append(
             "Google Sheets access not checked: fix google.service_account_file and "
@@ -130,23 +143,8 @@ def skipped_checks(settings: Settings) -> list[str]:
 
 
 async def online_problems(settings: Settings) -> list[ConfigProblem]:
-    """Ask Cobot and Google whether the credentials work; skip what the file lacks.
-
-    Listing the subscriptions proves the token, its admin rights and its
-    read_subscriptions scope; Cobot names a missing scope in its 403, which is passed on.
-    """
-    problems = []
-    if _can_check_cobot(settings):
-        try:
-            async with CobotClient(
-                settings.cobot, max_attempts=CHECK_ATTEMPTS, state_dir=settings.state_dir
-            ) as cobot:
-                await cobot.list_subscriptions()
-        except CobotUnavailable as exc:  # the network or Cobot failed, not a setting
-            unreachable = f"cannot reach {exc.host}: {exc.reason}; check the network"
-            problems.append(ConfigProblem("", unreachable if exc.host else f"{exc}"))
-        except SyncdError as exc:
-            problems.append(ConfigProblem("cobot.access_token", str(exc)))
+    """Ask Cobot and Google whether the credentials work; skip what the file lacks."""
+    problems = await _cobot_problems(settings)
     if _can_check_sheets(settings):
         writer = SheetsWriter(
             settings.google,
@@ -164,8 +162,36 @@ async def online_problems(settings: Settings) -> list[ConfigProblem]:
     return problems
 
 
-def _can_check_cobot(settings: Settings) -> bool:
-    return bool(settings.cobot.access_token.reveal() and settings.cobot.subdomain)
+async def _cobot_problems(settings: Settings) -> list[ConfigProblem]:
+    """One request per space, with its token, to its host: listing the subscriptions proves
+    the token, its admin rights in that space and its read_subscriptions scope; Cobot names a
+    missing scope in its 403, which is passed on. The requests draw from the budgets the
+    daemon uses (one per token, see syncd.cobot.spaces)."""
+    problems = []
+    spaces = settings.spaces
+    async with cobot_clients(spaces, settings.state_dir, max_attempts=CHECK_ATTEMPTS) as clients:
+        for index, space in enumerate(spaces):
+            if not _can_check_cobot(space):
+                continue
+            try:
+                await clients[space.subdomain].list_subscriptions()
+            except CobotUnavailable as exc:  # the network or Cobot failed, not a setting
+                unreachable = f"cannot reach {exc.host}: {exc.reason}; check the network"
+                problems.append(ConfigProblem("", unreachable if exc.host else f"{exc}"))
+            except SyncdError as exc:
+                problems.append(
+                    ConfigProblem(f"{_space_key(settings, index)}.access_token", str(exc))
+                )
+    return problems
+
+
+def _space_key(settings: Settings, index: int) -> str:
+    """Where the file gives the space's keys: ``cobot.spaces[1]``, or ``cobot`` for one space."""
+    return f"cobot.spaces[{index}]" if settings.cobot.listed else "cobot"
+
+
+def _can_check_cobot(space: CobotSettings) -> bool:
+    return bool(space.access_token.reveal() and space.subdomain)
 
 
 def _can_check_sheets(settings: Settings) -> bool:

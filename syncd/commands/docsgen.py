@@ -51,6 +51,8 @@ _TYPES: dict[KeyType, str] = {
     "logformat": "`text` or `json`",
     "bool": "`true` or `false`",
     "template expression": "Jinja2 expression",
+    "spaces": "list of spaces",
+    "names": "list of names",
 }
 
 

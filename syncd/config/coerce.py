@@ -11,9 +11,10 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from syncd.config.columns import COLUMN_TYPES, Column
 from syncd.config.cron import cron_trigger
 from syncd.config.schema import KeyType
-from syncd.config.settings import COLUMN_TYPES, Column, Secret
+from syncd.config.secret import Secret
 from syncd.config.templating import BadTemplate, compile_expression
 from syncd.core.events import EVENTS, RESOURCE_KINDS
 
@@ -225,6 +226,25 @@ def _sheets(value: Any) -> dict[Any, Any]:
     return dict(value)
 
 
+def _spaces(value: Any) -> list[Any]:
+    """The spaces, each then loaded as a section of its own."""
+    _expect(
+        isinstance(value, list) and bool(value),
+        "expected a list of spaces, each {subdomain, access_token, base_url}",
+    )
+    return list(value)
+
+
+def _names(value: Any) -> tuple[str, ...]:
+    """A list of names (or one name)."""
+    names = [value] if isinstance(value, str) else value
+    _expect(
+        isinstance(names, list) and all(isinstance(n, str) and n.strip() for n in names),
+        f"expected a list of names, got {_describe(value)}",
+    )
+    return tuple(dict.fromkeys(n.strip() for n in names))
+
+
 def _cron(value: Any) -> str | None:
     """A crontab expression (five fields, or six with seconds first), or None for ``off``."""
     if value is False or (isinstance(value, str) and value.strip().lower() in ("off", "")):
@@ -271,6 +291,8 @@ COERCERS: dict[KeyType, Callable[[Any], Any]] = {
     "logformat": _choice(("text", "json")),
     "bool": _bool,
     "template expression": _expression,
+    "spaces": _spaces,
+    "names": _names,
 }
 
 #: What a required key holds when the file gives no usable value, so that best-effort settings

@@ -3,6 +3,7 @@ checks that span several keys. Each hook turns a loaded section into its setting
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 from collections.abc import Callable, Iterator
@@ -10,24 +11,83 @@ from pathlib import Path
 from typing import Any
 
 from syncd.config.draft import Draft, Report
-from syncd.config.settings import CobotSettings, GoogleSettings, Settings, SheetSettings
+from syncd.config.secret import Secret
+from syncd.config.settings import (
+    CobotSettings,
+    GoogleSettings,
+    Settings,
+    SheetSettings,
+    SpaceSettings,
+)
 from syncd.config.templating import BadTemplate, compile_template
 from syncd.core.events import EVENTS
 
 #: A spreadsheet's address as the browser shows it: the id is the part after ``/d/``.
 SPREADSHEET_URL = re.compile(r"https?://docs\.google\.com/spreadsheets/(?:u/\d+/)?d/([\w-]+)")
+#: The daemon's own column naming each row's space, kept when several spaces are configured.
+SPACE_COLUMN = "Space"
 #: What a Google service-account key must hold for the daemon to sign in with it.
 SERVICE_ACCOUNT_FIELDS = ("client_email", "private_key", "token_uri")
 
 
 def finish_cobot(draft: Draft) -> CobotSettings:
-    """``base_url`` overrides both Cobot origins; without it they follow the subdomain."""
-    values = draft.values
-    override = values.pop("base_url")
+    """One space (``subdomain`` + ``access_token``) or a list of them (``spaces``), never
+    both; either way ``spaces`` holds every space's complete settings. ``base_url`` overrides
+    both Cobot origins of its space; without it they follow the subdomain."""
+    values, report = draft.values, draft.report
+    listed: tuple[SpaceSettings, ...] = values.pop("spaces") or ()
+    shared = {k: values[k] for k in ("requests_per_minute", "timeout_seconds")}
+    single_keys = [
+        name
+        for name in ("subdomain", "access_token", "base_url")
+        if draft.raw.get(name) is not None or f"{name}_file" in draft.raw
+    ]
+    if listed or draft.raw.get("spaces") is not None:
+        if single_keys:
+            report.add(
+                draft.key_path(single_keys[0]),
+                "give either cobot.spaces (several spaces) or cobot.subdomain and "
+                "cobot.access_token (one space), not both",
+            )
+        names = [entry.subdomain for entry in listed]
+        twice = sorted({name for name in names if names.count(name) > 1})
+        if twice:
+            report.add(draft.key_path("spaces"), f"space(s) listed twice: {', '.join(twice)}")
+        spaces = tuple(
+            _space(entry.subdomain, entry.access_token, entry.base_url, shared) for entry in listed
+        )
+        return CobotSettings(
+            subdomain="",
+            access_token=Secret(""),
+            base_url="",
+            api2_url="",
+            spaces=spaces,
+            listed=True,
+            **shared,
+        )
+    for name in ("subdomain", "access_token"):
+        if name not in single_keys:
+            hint = " (or access_token_file)" if name == "access_token" else ""
+            report.add(
+                draft.key_path(name),
+                f"required key is missing{hint}: give cobot.subdomain and cobot.access_token "
+                "for one space, or list several under cobot.spaces",
+            )
+    space = _space(
+        values["subdomain"] or "", values["access_token"] or Secret(""), values["base_url"], shared
+    )
+    return dataclasses.replace(space, spaces=(space,))
+
+
+def _space(
+    subdomain: str, token: Secret, override: str | None, shared: dict[str, Any]
+) -> CobotSettings:
     return CobotSettings(
-        base_url=override or f"https://{values['subdomain']}.cobot.me",
+        subdomain=subdomain,
+        access_token=token,
+        base_url=override or f"https://{subdomain}.cobot.me",
         api2_url=override or "https://api.cobot.me",
-        **values,
+        **shared,
     )
 
 
@@ -128,9 +188,29 @@ def _templates(draft: Draft, sheet: SheetSettings) -> Iterator[tuple[str, str]]:
 
 
 def finish_settings(draft: Draft) -> Settings:
-    """Subscription filters are checked across worksheets: Cobot keeps one per event."""
+    """Subscription filters are checked across worksheets: Cobot keeps one per event. With
+    several spaces every worksheet gets the daemon's Space column, and the spaces a worksheet
+    narrows itself to must be configured ones."""
     settings = Settings(source=draft.report.source, **draft.values)
     _check_filters(settings, draft.report)
+    names = [space.subdomain for space in settings.spaces]
+    for sheet in settings.sheets:
+        unknown = [name for name in sheet.spaces if name not in names]
+        if unknown:
+            draft.report.add(
+                f"sheets.{sheet.title}.spaces",
+                f"no space {unknown[0]!r} is configured (cobot: {', '.join(names)})",
+            )
+    if len(names) > 1:
+        sheets = tuple(dataclasses.replace(s, space_column=SPACE_COLUMN) for s in settings.sheets)
+        settings = dataclasses.replace(settings, sheets=sheets)
+        for sheet in sheets:
+            if SPACE_COLUMN in (c.header for c in sheet.columns):
+                draft.report.add(
+                    f"sheets.{sheet.title}.columns",
+                    f"{SPACE_COLUMN!r} is the daemon's own column when several spaces are "
+                    "configured: give this column another header",
+                )
     return settings
 
 

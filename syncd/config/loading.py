@@ -127,6 +127,8 @@ class _Loader:
                 hint = f" (or {name}_file)" if key.secret else ""
                 self.report.add(path, f"required key is missing{hint}: {key.doc}")
             given = key.default
+        elif key.entries is not None:
+            given = raw[name]  # each entry's keys interpolate themselves, under their own paths
         else:
             given = self.interpolate(raw[name], path)
         if given is not None and len(self.report.problems) == before:
@@ -142,12 +144,18 @@ class _Loader:
         return EMPTY.get(key.type) if key.required else None
 
     def entries(
-        self, cls: type[_Section], value: dict[Any, Any], parent: Draft, path: str
+        self, cls: type[_Section], value: dict[Any, Any] | list[Any], parent: Draft, path: str
     ) -> tuple[_Section, ...]:
-        """A mapping of named sections (the worksheets), each loaded as a section of its own."""
+        """A mapping of named sections (the worksheets) or a list of sections (the spaces),
+        each loaded as a section of its own."""
+        named = (
+            [(f"{path}.{title}", title, body) for title, body in value.items()]
+            if isinstance(value, dict)
+            else [(f"{path}[{index}]", index, body) for index, body in enumerate(value)]
+        )
         return tuple(
-            self.section(cls, body, Draft(f"{path}.{title}", str(title), self.report, parent))
-            for title, body in value.items()
+            self.section(cls, body, Draft(where, str(name), self.report, parent))
+            for where, name, body in named
         )
 
     def coerce(self, value: Any, key: Key, path: str) -> Any:

@@ -32,6 +32,8 @@ KeyType = Literal[
     "mapping",
     "sheets",
     "cron",
+    "spaces",
+    "names",
     "loglevel",
     "logformat",
     "bool",
@@ -77,7 +79,8 @@ class Key:
     bounds: Bounds | None = None
     #: A rule on the value as the file writes it, once its type is right (``syncd.config.checks``).
     check: Callable[[str], str | None] | None = None
-    #: For a mapping of named sections (``sheets``): the settings class of each entry.
+    #: For a mapping of named sections (``sheets``) or a list of sections (``spaces``): the
+    #: settings class of each entry.
     entries: builtins.type | None = None
 
 
@@ -119,7 +122,8 @@ def walk(section: type, prefix: str = "") -> Iterator[tuple[str, Key]]:
         if isinstance(entry, Key):
             yield path, entry
             if entry.entries is not None:
-                yield from walk(entry.entries, f"{path}.{ENTRY_PLACEHOLDER}.")
+                nested = f"{path}[]" if entry.type == "spaces" else f"{path}.{ENTRY_PLACEHOLDER}"
+                yield from walk(entry.entries, f"{nested}.")
         else:
             yield from walk(entry, f"{path}.")
 

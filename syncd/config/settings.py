@@ -15,37 +15,16 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from syncd.config import checks
+from syncd.config.columns import COLUMN_TYPES, Column
 from syncd.config.schema import POSITIVE, SHARE, key
+from syncd.config.secret import Secret
 from syncd.core.events import EVENTS, RESOURCE_KINDS
-
-COLUMN_TYPES = ("text", "number", "date", "datetime", "bool")
-
-
-class Secret:
-    """A string that never shows itself in reprs, logs or error messages."""
-
-    __slots__ = ("_value",)
-
-    def __init__(self, value: str) -> None:
-        self._value = value
-
-    def reveal(self) -> str:
-        return self._value
-
-    def __repr__(self) -> str:
-        return "Secret('********')"
-
-    __str__ = __repr__
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, Secret) and other._value == self._value
-
-    def __hash__(self) -> int:
-        return hash(self._value)
 
 
 @dataclass(frozen=True)
-class CobotSettings:
+class SpaceSettings:
+    """One entry of ``cobot.spaces``: a space and the token that reads it."""
+
     subdomain: str = field(
         metadata=key(
             "str",
@@ -57,9 +36,43 @@ class CobotSettings:
     access_token: Secret = field(
         metadata=key(
             "secret",
-            "Cobot OAuth access token (scopes: read_* for the synced "
-            "resources, read_subscriptions, write_subscriptions).",
+            "Cobot OAuth access token of an admin of this space; spaces may share one.",
             required=True,
+            secret=True,
+        )
+    )
+    base_url: str | None = field(
+        metadata=key(
+            "url",
+            "Override of https://<subdomain>.cobot.me for this space, e.g. for a simulator.",
+            check=checks.origin,
+        )
+    )
+
+
+@dataclass(frozen=True)
+class CobotSettings:
+    """One Cobot space as a client needs it; the ``cobot`` section also lists every space.
+
+    The file gives either ``subdomain`` + ``access_token`` (one space) or ``spaces`` (a list);
+    either way ``spaces`` ends up holding each space's complete settings, and code that talks
+    to Cobot goes through it.
+    """
+
+    subdomain: str = field(
+        metadata=key(
+            "str",
+            "The space's subdomain: the API is https://<subdomain>.cobot.me. Required "
+            "unless `cobot.spaces` lists the spaces.",
+            check=checks.cobot_subdomain,
+        )
+    )
+    access_token: Secret = field(
+        metadata=key(
+            "secret",
+            "Cobot OAuth access token (scopes: read_* for the synced "
+            "resources, read_subscriptions, write_subscriptions). Required unless "
+            "`cobot.spaces` lists the spaces.",
             secret=True,
         )
     )
@@ -77,8 +90,8 @@ class CobotSettings:
     requests_per_minute: int = field(
         metadata=key(
             "int",
-            "The daemon's whole Cobot request budget; Cobot's "
-            "documented limit is 60 per minute per user.",
+            "Cobot request budget per access token (Cobot's documented limit is 60 per "
+            "minute per user): spaces that share a token share it.",
             default=60,
             bounds=POSITIVE,
         )
@@ -86,6 +99,19 @@ class CobotSettings:
     timeout_seconds: float = field(
         metadata=key("float", "Timeout of one Cobot request.", default=30.0, bounds=POSITIVE)
     )
+    #: Every space, each with its complete settings (the one space of the single form).
+    spaces: tuple[CobotSettings, ...] = field(
+        default=(),
+        repr=False,
+        metadata=key(
+            "spaces",
+            "Several spaces served by one daemon: a list of {subdomain, access_token (or "
+            "access_token_file), base_url}; instead of `subdomain` and `access_token`.",
+            entries=SpaceSettings,
+        ),
+    )
+    #: Derived: whether the file lists ``spaces`` (callback URLs then name the space).
+    listed: bool = False
 
 
 @dataclass(frozen=True)
@@ -301,23 +327,6 @@ class ResyncSettings:
 
 
 @dataclass(frozen=True)
-class Column:
-    """One owned column: a path into the resource, or a template computing the value; either
-    way the value is converted to ``type`` the same way."""
-
-    header: str
-    #: Dotted path into the resource; empty for a template column.
-    path: str = ""
-    #: One of COLUMN_TYPES.
-    type: str = "text"
-    #: Jinja2 source rendered in the sandbox (syncd/config/templating.py, docs/templates.md);
-    #: None for a path column.
-    template: str | None = None
-    #: Google Sheets number-format pattern (``#,##0.00``) kept on the column's cells, or None.
-    format: str | None = None
-
-
-@dataclass(frozen=True)
 class SheetSettings:
     #: Derived: the worksheet's title, its name under ``sheets``.
     title: str
@@ -382,11 +391,28 @@ class SheetSettings:
             "Per-worksheet override of resync.full_schedule (`off` to never re-sync it).",
         ),
     )
+    spaces: tuple[str, ...] = field(
+        default=(),
+        metadata=key(
+            "names",
+            "With several spaces: the subdomains whose rows this worksheet holds "
+            "(default: every space's).",
+            default=[],
+        ),
+    )
+    #: Derived: the daemon's own Space column (the subdomain), kept when more than one space
+    #: is configured; None otherwise.
+    space_column: str | None = None
 
     @property
     def headers(self) -> tuple[str, ...]:
         """Every header the daemon owns in this worksheet, in the order it creates them."""
-        return (*(c.header for c in self.columns), self.deleted_column, self.key_column)
+        space = (self.space_column,) if self.space_column else ()
+        return (*(c.header for c in self.columns), *space, self.deleted_column, self.key_column)
+
+    def holds(self, space: str) -> bool:
+        """Whether this worksheet takes the rows of ``space`` (a subdomain)."""
+        return not self.spaces or space in self.spaces
 
 
 @dataclass(frozen=True)
@@ -425,6 +451,11 @@ class Settings:
     )
 
     @property
+    def spaces(self) -> tuple[CobotSettings, ...]:
+        """Every Cobot space the daemon serves, in config order."""
+        return self.cobot.spaces
+
+    @property
     def events(self) -> tuple[str, ...]:
         """Every configured event, each once, in config order."""
         return tuple(dict.fromkeys(e for sheet in self.sheets for e in sheet.events))
@@ -433,7 +464,7 @@ class Settings:
         """Every secret value, for the log filter to mask wherever it might appear."""
         account = self.google.service_account_info
         return [
-            self.cobot.access_token.reveal(),
+            *(space.access_token.reveal() for space in self.spaces),
             self.webhook.secret.reveal(),
             *(secret.reveal() for secret in self.webhook.previous_secrets),
             *(str(account.get(name, "")) for name in ("private_key", "private_key_id")),

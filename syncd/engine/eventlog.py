@@ -19,7 +19,8 @@ from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 from zoneinfo import ZoneInfo
 
-from syncd.config.settings import Column, SheetSettings
+from syncd.config.columns import Column
+from syncd.config.settings import SheetSettings
 from syncd.core.errors import Action, SyncdError
 from syncd.core.redaction import Redactor
 from syncd.engine.work import Failure, UrlWork, failure_action

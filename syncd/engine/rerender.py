@@ -10,6 +10,10 @@ matching ``where:`` are removed, resources that start matching get their row. Ro
 copy does not hold (written before it existed) keep their cells until their resource changes
 or the next re-sync lists it.
 
+Each copy is rendered as its own space's (the space the local copy keeps with it): its Space
+cell, the ``space`` template variable, its member joined from that space. A worksheet narrowed
+with ``spaces:`` leaves other spaces' copies alone.
+
 The fingerprint is saved only after every row is written, so an interrupted re-render runs
 again at the next attempt (rows already written then compare unchanged).
 """
@@ -18,6 +22,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from zoneinfo import ZoneInfo
@@ -26,6 +31,7 @@ from syncd.config.settings import SheetSettings
 from syncd.core.events import within_filters
 from syncd.engine.localcopy import MemberJoin, Subject
 from syncd.engine.rowplan import SheetBatch, write_batch
+from syncd.mapping.computed import RowContext
 from syncd.mapping.rows import Observation, mapping_fingerprint
 from syncd.sheets.writer import SheetsWriter
 from syncd.store.database import Store
@@ -34,7 +40,7 @@ from syncd.store.resources import Kept
 log = logging.getLogger("syncd.rerender")
 
 #: Rows decided and written per upsert: few requests, and the lock free again soon.
-CHUNK_ROWS = 5000
+CHUNK_ROWS = 2000
 
 
 @dataclass
@@ -53,7 +59,11 @@ class RerenderSummary:
 
 
 class Rerender:
-    """Renders the worksheets whose mapping changed since their rows were last rendered."""
+    """Renders the worksheets whose mapping changed since their rows were last rendered.
+
+    ``default_space`` is the space of copies kept before spaces were recorded: the first
+    configured space's subdomain (they were all the one space's then).
+    """
 
     def __init__(
         self,
@@ -62,14 +72,19 @@ class Rerender:
         store: Store,
         writer: SheetsWriter,
         *,
-        space: str = "",
+        default_space: str = "",
     ) -> None:
         self.sheets = tuple(sheets)
         self.timezone = timezone
         self.tz = ZoneInfo(timezone)
         self.store = store
         self.writer = writer
-        self.join = MemberJoin(store, None, space=space)
+        self.default_space = default_space
+        #: One member join per space (without a client: the re-render asks Cobot nothing).
+        self._joins: dict[str, MemberJoin] = {}
+
+    def _space_of(self, copy: Kept) -> str:
+        return copy.space or self.default_space
 
     async def run(self) -> list[RerenderSummary]:
         """Render every worksheet whose mapping changed; unchanged ones cost one meta read."""
@@ -86,19 +101,26 @@ class Rerender:
         """Render one worksheet's rows from the local copy, writing only what changed."""
         started = time.monotonic()
         summary = RerenderSummary(sheet.title)
-        copies = await self.store.kept_of_kind(sheet.resource)
+        index = await self.store.kept_urls(sheet.resource)
         known = await self.store.all_row_states(sheet.title)
-        summary.not_kept = len(known.keys() - copies.keys())
+        summary.not_kept = len(known.keys() - index.keys())
         # A resource only ever seen gone gets no row where it has none (a member fetched
-        # for a join that answered 404, say).
+        # for a join that answered 404, say); another space's copy none where its worksheet
+        # holds only some spaces. Bodies are read a chunk at a time, to keep memory flat.
         wanted = [
-            copy
-            for copy in copies.values()
-            if copy.url in known
-            or (copy.body is not None and within_filters(sheet.filters, copy.body))
+            url
+            for url, (space, has_body) in index.items()
+            if sheet.holds(space or self.default_space) and (url in known or has_body)
         ]
         for first in range(0, len(wanted), CHUNK_ROWS):
-            await self._render_chunk(sheet, wanted[first : first + CHUNK_ROWS], summary)
+            chunk = await self.store.kept(wanted[first : first + CHUNK_ROWS])
+            copies = [
+                copy
+                for copy in chunk.values()
+                if copy.url in known
+                or (copy.body is not None and within_filters(sheet.filters, copy.body))
+            ]
+            await self._render_chunk(sheet, copies, summary)
         summary.duration = time.monotonic() - started
         if not wanted and not summary.not_kept:
             return summary  # a new worksheet, and nothing kept of its kind yet
@@ -121,9 +143,7 @@ class Rerender:
     async def _render_chunk(
         self, sheet: SheetSettings, chunk: list[Kept], summary: RerenderSummary
     ) -> None:
-        contexts = await self.join.contexts(
-            [sheet], {copy.url: Subject(copy.kind, copy.body) for copy in chunk}
-        )
+        contexts = await self._contexts(sheet, chunk)
         async with self.writer.locked(sheet.title):
             known = await self.store.row_states(sheet.title, [copy.url for copy in chunk])
             batch = SheetBatch(sheet, known=known)
@@ -143,3 +163,14 @@ class Rerender:
         summary.removed += len(batch.removals - refused.keys())
         if refused:
             raise next(iter(refused.values()))
+
+    async def _contexts(self, sheet: SheetSettings, chunk: list[Kept]) -> dict[str, RowContext]:
+        """Each copy's row context, built in its own space."""
+        by_space: dict[str, dict[str, Subject]] = defaultdict(dict)
+        for copy in chunk:
+            by_space[self._space_of(copy)][copy.url] = Subject(copy.kind, copy.body)
+        contexts: dict[str, RowContext] = {}
+        for space, subjects in by_space.items():
+            join = self._joins.setdefault(space, MemberJoin(self.store, None, space=space))
+            contexts.update(await join.contexts([sheet], subjects))
+        return contexts

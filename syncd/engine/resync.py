@@ -23,8 +23,12 @@ one write) and its states saved under the worksheet's lock. A re-sync of an unch
 therefore writes nothing.
 
 Resumable: after each window whose rows are in the sheet, a checkpoint per (worksheet, mode)
-in the store's meta records where the next window starts; a rerun of the same span continues
-there, and rows it writes again are found by URL, never appended twice.
+(and space, when several are configured) in meta records where the next window starts; a rerun
+of the same span continues there, and rows it writes again are found by URL, never twice.
+
+One engine serves one space: its host, its token, its subdomain in each row's Space column.
+A worksheet holds every space's rows, so deletion by absence weighs a listing against its own
+space's rows only.
 """
 
 from __future__ import annotations
@@ -51,9 +55,13 @@ from syncd.engine.resync_plan import (
     COMPLETE_KINDS,
     LISTED_KINDS,
     Mode,
+    Progress,
+    ProgressCallback,
     Span,
     Window,
     default_span,
+    owns,
+    record_name,
     unlisted_reason,
 )
 from syncd.engine.rowplan import SheetBatch, write_batch
@@ -63,6 +71,7 @@ from syncd.mapping.rows import FILTERED_OUT, Observation
 from syncd.sheets.writer import SheetsWriter, UpsertReport
 from syncd.store.database import Store
 from syncd.store.meta import ResyncCheckpoint, ResyncRun, SafetyStop
+from syncd.store.rows import RowState
 
 log = logging.getLogger("syncd.resync")
 
@@ -85,6 +94,8 @@ class SheetSummary:
     sheet: str
     resource: str
     mode: str
+    #: The space listed, when several are configured ("" otherwise).
+    space: str = ""
     added: int = 0
     updated: int = 0
     unchanged: int = 0
@@ -109,10 +120,15 @@ class SheetSummary:
     def record_of(self, at: float) -> ResyncRun:
         """What meta keeps of the run (it is kept by sheet and mode), for `syncd status`."""
         fields = asdict(self)
-        for name in ("sheet", "resource", "mode", "skipped"):
+        for name in ("sheet", "resource", "mode", "space", "skipped"):
             del fields[name]
         fields["duration"] = round(self.duration, 1)
         return ResyncRun(at, {k: v for k, v in fields.items() if v is not None})
+
+    @property
+    def label(self) -> str:
+        """The worksheet, and the space when several are configured: ``Members (co-up)``."""
+        return f"{self.sheet} ({self.space})" if self.space else self.sheet
 
     def describe(self) -> str:
         return (
@@ -122,20 +138,6 @@ class SheetSummary:
             f"{self.sheets_reads} Sheets read(s), {self.sheets_writes} write(s); "
             f"{self.duration:.1f} s"
         )
-
-
-@dataclass(frozen=True)
-class Progress:
-    """One listing step of one worksheet done: ``done`` of ``total`` windows listed."""
-
-    sheet: str
-    done: int
-    total: int
-    listed: int
-    window: Window | None = None
-
-
-ProgressCallback = Callable[[Progress], None]
 
 
 @dataclass(frozen=True)
@@ -152,7 +154,8 @@ class Seen:
 
 
 class Resync:
-    """Lists Cobot, builds every row as the worker would, and writes only what changed."""
+    """Lists one space's Cobot, builds every row as the worker would, and writes only what
+    changed; ``cobot_settings`` and ``cobot`` are that space's settings and client."""
 
     def __init__(
         self,
@@ -168,6 +171,8 @@ class Resync:
     ) -> None:
         self.resync = resync
         self.cobot_settings = cobot_settings
+        #: The space's subdomain: each row's Space, the local copy's space, the member join's.
+        self.space = cobot_settings.subdomain
         self.tz = tz
         self.store = store
         self.cobot = cobot
@@ -176,7 +181,7 @@ class Resync:
         self.clock = clock
         #: Per kind, the largest window Cobot accepted after refusing a larger one.
         self._window_limits: dict[str, int] = {}
-        self.join = MemberJoin(store, cobot, urgent=False)
+        self.join = MemberJoin(store, cobot, space=self.space, urgent=False)
 
     async def run(
         self,
@@ -185,8 +190,12 @@ class Resync:
         since: date | None = None,
         until: date | None = None,
     ) -> list[SheetSummary]:
-        """Re-sync the worksheets one after the other."""
-        return [await self.run_sheet(sheet, mode, since, until) for sheet in sheets]
+        """Re-sync the worksheets that hold this space, one after the other."""
+        return [
+            await self.run_sheet(sheet, mode, since, until)
+            for sheet in sheets
+            if sheet.holds(self.space)
+        ]
 
     async def _list_members(self, sheet: SheetSettings, summary: SheetSummary) -> None:
         """Keep every membership first when a worksheet of other rows joins ``member``: one
@@ -198,7 +207,7 @@ class Resync:
         items = await self.cobot.list_memberships(all=True)
         listed = self._by_url("membership", items, observed_at)
         await self.store.keep(
-            kept_copy(self._ref_of("membership", url), s.resource, observed_at)
+            kept_copy(self._ref_of("membership", url), s.resource, observed_at, None, self.space)
             for url, s in listed.items()
         )
 
@@ -209,11 +218,18 @@ class Resync:
         since: date | None = None,
         until: date | None = None,
     ) -> SheetSummary:
-        """Re-sync one worksheet; ``since``/``until`` narrow the windowed kinds' span."""
-        summary = SheetSummary(sheet.title, sheet.resource, mode)
+        """Re-sync one worksheet; ``since``/``until`` narrow the windowed kinds' span. A
+        worksheet narrowed to other spaces (``spaces:``) is left alone."""
+        # Summaries name the space only when several are configured (with a Space column).
+        space = self.space if sheet.space_column else ""
+        summary = SheetSummary(sheet.title, sheet.resource, mode, space)
+        if not sheet.holds(self.space):
+            summary.skipped = f"it holds only {', '.join(sheet.spaces)} (spaces:)"
+            log.debug("%s: skipped: %s", summary.label, summary.skipped)
+            return summary
         if sheet.resource not in LISTED_KINDS:
             summary.skipped = unlisted_reason(sheet)
-            log.info("%s: skipped: %s", sheet.title, summary.skipped)
+            log.info("%s: skipped: %s", summary.label, summary.skipped)
             return summary
         started = time.monotonic()
         if mode != "recent":
@@ -227,9 +243,13 @@ class Resync:
             span = default_span(self.resync, sheet.resource, mode, today, since, until)
             await self._windowed(sheet, mode, span, summary)
         summary.duration = time.monotonic() - started
-        await self.store.meta.record_resync_run(mode, sheet.title, summary.record_of(self.clock()))
-        log.info("%s: %s re-sync: %s", sheet.title, mode, summary.describe())
+        run = summary.record_of(self.clock())
+        await self.store.meta.record_resync_run(mode, self._record(sheet), run)
+        log.info("%s: %s re-sync: %s", summary.label, mode, summary.describe())
         return summary
+
+    def _record(self, sheet: SheetSettings) -> str:
+        return record_name(sheet, self.space)
 
     async def missed_run(self, sheet: SheetSettings, mode: Mode, trigger: BaseTrigger) -> bool:
         """Whether a scheduled run fell due after the last completed one (daemon was down).
@@ -237,11 +257,12 @@ class Resync:
         With no run recorded yet, the schedule starts now: nothing was missed, and a new
         installation is filled by ``syncd backfill``, not by surprise at the first start.
         """
-        last = await self.store.meta.resync_run(mode, sheet.title)
-        since = await self.store.meta.resync_schedule_start(mode, sheet.title)
+        name = self._record(sheet)
+        last = await self.store.meta.resync_run(mode, name)
+        since = await self.store.meta.resync_schedule_start(mode, name)
         reference = since if last is None else last.at
         if reference is None:
-            await self.store.meta.start_resync_schedule(mode, sheet.title, self.clock())
+            await self.store.meta.start_resync_schedule(mode, name, self.clock())
             return False
         due = trigger.get_next_fire_time(None, datetime.fromtimestamp(reference, UTC))
         return due is not None and due.timestamp() <= self.clock()
@@ -253,7 +274,7 @@ class Resync:
         items = await self.cobot.list_memberships(all=True)
         summary.cobot_requests += 1
         listed = self._by_url(sheet.resource, items, observed_at)
-        known = await self.store.all_row_states(sheet.title)
+        known = await self._own_rows(sheet)
         absent = [
             url
             for url, s in known.items()
@@ -262,7 +283,16 @@ class Resync:
         if await self._within_share(sheet, absent, len(known), summary):
             listed.update(await self._confirm_absent(sheet.resource, absent, summary))
         await self._write(sheet, listed, summary)
-        self._progress(Progress(sheet.title, 1, 1, len(items)))
+        self._progress(Progress(summary.label, 1, 1, len(items)))
+
+    async def _own_rows(self, sheet: SheetSettings) -> dict[str, RowState]:
+        """The worksheet's rows of this space: another space's rows are never in this space's
+        listing, and must neither be flagged deleted nor count towards the safety stop."""
+        known = await self.store.all_row_states(sheet.title)
+        if not sheet.space_column:
+            return known
+        kept = await self.store.kept(known)
+        return {u: s for u, s in known.items() if owns(self.cobot_settings, u, kept.get(u))}
 
     async def _confirm_absent(
         self, kind: str, absent: list[str], summary: SheetSummary
@@ -294,20 +324,21 @@ class Resync:
         An empty or truncated listing (a Cobot bug, a token that lost its admin rights)
         must not flag a whole sheet deleted; a safety stop is recorded otherwise.
         """
-        share = self.resync.max_deleted_share
+        share, name = self.resync.max_deleted_share, self._record(sheet)
         if absent and len(absent) > share * rows:
+            listing = f"{summary.space}'s complete listing" if summary.space else "complete listing"
             message = (
-                f"Cobot's complete listing lacks {len(absent)} of the {rows} known rows, more "
-                f"than resync.max_deleted_share ({share:g}); flagged none of them deleted. If "
-                f"they really were deleted, raise resync.max_deleted_share for one run"
+                f"Cobot's {listing} lacks {len(absent)} of the {rows} known rows, more than "
+                f"resync.max_deleted_share ({share:g}); flagged none of them deleted. If they "
+                f"really were deleted, raise resync.max_deleted_share for one run"
             )
-            log.warning("%s: safety stop: %s", sheet.title, message)
+            log.warning("%s: safety stop: %s", summary.label, message)
             summary.safety_stop = message
             stop = SafetyStop(self.clock(), len(absent), rows, message)
-            await self.store.meta.save_safety_stop(sheet.title, stop)
+            await self.store.meta.save_safety_stop(name, stop)
             return False
-        if await self.store.meta.safety_stop(sheet.title) is not None:
-            await self.store.meta.save_safety_stop(sheet.title, None)
+        if await self.store.meta.safety_stop(name) is not None:
+            await self.store.meta.save_safety_stop(name, None)
         return True
 
     # -- invoices, bookings, check-ins: date windows --------------------------------------
@@ -315,12 +346,13 @@ class Resync:
     async def _windowed(
         self, sheet: SheetSettings, mode: Mode, span: Span, summary: SheetSummary
     ) -> None:
-        saved = await self.store.meta.resync_checkpoint(mode, sheet.title)
+        name = self._record(sheet)
+        saved = await self.store.meta.resync_checkpoint(mode, name)
         start = span.since
         if saved is not None and (saved.since, saved.until) == (span.since, span.until):
             start = saved.next
             summary.resumed_from = start.isoformat()
-            log.info("%s: continuing the interrupted %s from %s", sheet.title, mode, start)
+            log.info("%s: continuing the interrupted %s from %s", summary.label, mode, start)
         windows = span.windows(self.resync.window_days, start)
         pending: dict[str, Seen] = {}
         listed = 0
@@ -336,10 +368,10 @@ class Resync:
                 pending = {}
             if not pending:
                 checkpoint = None if last else ResyncCheckpoint(span.since, span.until, window.end)
-                await self.store.meta.save_resync_checkpoint(mode, sheet.title, checkpoint)
-            self._progress(Progress(sheet.title, number, len(windows), listed, window))
+                await self.store.meta.save_resync_checkpoint(mode, name, checkpoint)
+            self._progress(Progress(summary.label, number, len(windows), listed, window))
         if not windows:
-            await self.store.meta.save_resync_checkpoint(mode, sheet.title, None)
+            await self.store.meta.save_resync_checkpoint(mode, name, None)
 
     async def _list_window(
         self, kind: str, window: Window, summary: SheetSummary
@@ -409,15 +441,16 @@ class Resync:
 
         A resource seen as None flags the row deleted, keeping its other cells.
         """
-        refs = {url: self._ref_of(sheet.resource, url) for url in seen}
+        stamps = {u: stamp_at(s.observed_at) for u, s in seen.items() if s.resource is None}
         await self.store.keep(
             kept_copy(
-                refs[url],
+                self._ref_of(sheet.resource, u),
                 s.resource,
                 s.observed_at,
-                stamp_at(s.observed_at) if s.resource is None else None,
+                stamps.get(u),
+                self.space,
             )
-            for url, s in seen.items()
+            for u, s in seen.items()
         )
         urls = list(seen)
         for first in range(0, len(urls), CHUNK_ROWS):
@@ -429,15 +462,9 @@ class Resync:
                 known = await self.store.row_states(sheet.title, chunk)
                 batch = SheetBatch(sheet, known=known)
                 for url in chunk:
-                    observed = seen[url]
-                    stamp = stamp_at(observed.observed_at) if observed.resource is None else None
-                    batch.decide(
-                        Observation(
-                            url, observed.resource, observed.observed_at, stamp, contexts[url]
-                        ),
-                        self.tz,
-                        known.get(url),
-                    )
+                    at, body = seen[url].observed_at, seen[url].resource
+                    seen_now = Observation(url, body, at, stamps.get(url), contexts[url])
+                    batch.decide(seen_now, self.tz, known.get(url))
                 if batch.superseded:
                     log.info(
                         "%s: left %d row(s) that hold later data than this listing",

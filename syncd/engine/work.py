@@ -29,6 +29,8 @@ class UrlWork:
     ref: ResourceRef
     events: list[InboxEvent]
     sheets: list[SheetSettings]
+    #: The subdomain of the space the resource belongs to (whose subscription delivered it).
+    space: str = ""
     #: The newest deletion event among them, if any: it wins over every update.
     deletion: InboxEvent | None = None
     fetched: Fetched | None = None

@@ -26,17 +26,17 @@ from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo
 
 from syncd.cobot.client import CobotClient, Fetched
-from syncd.cobot.fetching import fetch_many, plan_fetches
 from syncd.config.settings import SheetSettings, SyncSettings
 from syncd.core.errors import SyncdError
 from syncd.core.events import EVENTS, embedded_resource, resource_kind_of_path
 from syncd.core.metrics import Metrics
 from syncd.engine.eventlog import EventLog
-from syncd.engine.localcopy import MemberJoin, Subject, kept_copy, stamp_at
+from syncd.engine.localcopy import Subject, kept_copy, stamp_at
 from syncd.engine.pacing import Pacer
 from syncd.engine.rowplan import SheetBatch, write_batch
 from syncd.engine.settle import RETRY_BASE_SECONDS, Settler
-from syncd.engine.work import COBOT, Failure, UnexpectedError, UrlWork
+from syncd.engine.spaces import Spaces
+from syncd.engine.work import Failure, UnexpectedError, UrlWork
 from syncd.intake.resources import ResourceRef
 from syncd.mapping.computed import NO_CONTEXT, RowContext
 from syncd.mapping.rows import Observation, sheets_for
@@ -67,7 +67,7 @@ class Worker:
         sheets: Sequence[SheetSettings],
         tz: ZoneInfo,
         store: Store,
-        cobot: CobotClient,
+        cobot: Mapping[str, CobotClient],
         writer: SheetsWriter,
         metrics: Metrics,
         event_log: EventLog,
@@ -79,7 +79,8 @@ class Worker:
         self.sheets = tuple(sheets)
         self.tz = tz
         self.store = store
-        self.cobot = cobot
+        #: Each space's Cobot client, by subdomain.
+        self.spaces = Spaces(cobot, store, concurrency=sync.fetch_concurrency)
         self.writer = writer
         self.metrics = metrics
         self.event_log = event_log
@@ -89,16 +90,16 @@ class Worker:
         )
         self.clock = clock
         self.settler = Settler(sync, store, metrics, clock)
+        #: What is held for a person, by what it holds up (Cobot, a space's Cobot, or a
+        #: worksheet's title).
         self.pauses = self.settler.pauses
         self._wake = asyncio.Event()
         self._arrivals = 0
         self._recent_arrivals: deque[float] = deque(maxlen=sync.batch_size)
         self._last_flush_at = float("-inf")
-        self.pacer = Pacer([*writer.request_budgets(), cobot.request_budget()], sync, clock)
-        self.join = MemberJoin(store, cobot, concurrency=sync.fetch_concurrency)
+        self.pacer = Pacer([*writer.request_budgets(), *self.spaces.budgets()], sync, clock)
         self.last_write_at: float | None = None
         self.last_error: str | None = None
-        #: What is held for a person, by what it holds up (COBOT or a worksheet title).
 
     # -- scheduling ------------------------------------------------------------------------
 
@@ -220,7 +221,11 @@ class Worker:
             log.info("%d event(s) concern no configured worksheet; marked done", len(unmapped))
         await self._fetch_all(works)
         ready = [work for work in works if work.error is None]
-        failures = [Failure("fetch", w.error, w.events) for w in works if w.error is not None]
+        failures = [
+            Failure("fetch", w.error, w.events, where=self.spaces.scope(w.space))
+            for w in works
+            if w.error is not None
+        ]
         contexts = await self._keep_and_join(ready)
         batches = await self._build_batches(ready, contexts)
         failures += [Failure("map", w.error, w.events) for w in ready if w.error is not None]
@@ -236,7 +241,8 @@ class Worker:
         for failure in failures:
             await self._settle(failure)
         succeeded = [title for title, batch in batches.items() if batch.reports]
-        await self.pauses.end([*succeeded, *([COBOT] if any(w.fetched for w in works) else [])])
+        fetched = {self.spaces.scope(w.space) for w in works if w.fetched}
+        await self.pauses.end([*succeeded, *sorted(fetched)])
         if done_ids:
             self.last_write_at = self.clock()
         reports = [report for batch in batches.values() for report in batch.reports]
@@ -280,7 +286,8 @@ class Worker:
         by_url: dict[str, UrlWork] = {}
         unmapped: list[InboxEvent] = []
         for event in events:
-            sheets = sheets_for(self.sheets, event.event, event.kind)
+            space = self.spaces.space_of(event.space)
+            sheets = sheets_for(self.sheets, event.event, event.kind, space)
             if not sheets:
                 log.warning(
                     "event %s about a %s is not mapped to any worksheet", event.event, event.kind
@@ -292,7 +299,7 @@ class Worker:
                 # Not always the last segment: /spaces/<id>/subscription.
                 _, resource_id = resource_kind_of_path(urlsplit(event.url).path) or ("", "")
                 ref = ResourceRef(kind=event.kind, id=resource_id, url=event.url)
-                work = by_url[event.url] = UrlWork(ref=ref, events=[], sheets=[])
+                work = by_url[event.url] = UrlWork(ref=ref, events=[], sheets=[], space=space)
             work.events.append(event)
             work.sheets.extend(s for s in sheets if s not in work.sheets)
             if EVENTS[event.event].deletion and (
@@ -324,8 +331,7 @@ class Worker:
         fetch returned, minutes later under Cobot's 60/min limit. Only URLs fetched one by one
         count: a kind that fetch_many answers from a listing costs one request per chunk.
         """
-        plan = plan_fetches(self.cobot, [w.ref for w in works if w.deletion is None])
-        singles = {ref.url for ref in plan.singles}
+        singles = self.spaces.singles(w for w in works if w.deletion is None)
         kept, fetches = [], 0
         for work in works:
             if work.deletion is None and work.ref.url in singles:
@@ -343,9 +349,7 @@ class Worker:
         Cobot and one Sheets round trip instead of three in a row.
         """
         wanted = [work for work in works if work.deletion is None]
-        fetching = fetch_many(
-            self.cobot, [w.ref for w in wanted], concurrency=self.sync.fetch_concurrency
-        )
+        fetching = self.spaces.fetch(wanted)
         first = next((s for s in self.sheets if any(s in w.sheets for w in works)), None)
         if first is not None and 0 < len(wanted) <= self.sync.fetch_concurrency:
             urls = [w.ref.url for w in works if first in w.sheets]
@@ -363,11 +367,14 @@ class Worker:
         """Keep what this flush observed in the local copy, and join each row's member."""
         seen = {work.ref.url: (work, self._observation(work, NO_CONTEXT)) for work in works}
         await self.store.keep(
-            kept_copy(work.ref, obs.resource, obs.observed_at, obs.deleted_now)
+            kept_copy(work.ref, obs.resource, obs.observed_at, obs.deleted_now, work.space)
             for work, obs in seen.values()
         )
-        subjects = {url: Subject(work.ref.kind, obs.resource) for url, (work, obs) in seen.items()}
-        return await self.join.contexts(self.sheets, subjects)
+        subjects = {
+            url: (work.space, Subject(work.ref.kind, obs.resource))
+            for url, (work, obs) in seen.items()
+        }
+        return await self.spaces.contexts(self.sheets, subjects)
 
     @staticmethod
     def _observation(work: UrlWork, context: RowContext) -> Observation:

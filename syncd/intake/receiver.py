@@ -1,22 +1,27 @@
 """The webhook endpoint: check a Cobot POST, store it durably, and only then acknowledge it.
 
 Cobot calls ``{webhook.public_url}/{secret}/{event}`` for each subscribed event; the receiver
-serves ``{path_prefix}/{secret}/{event}``. Every request is untrusted until its secret
-matches, and its body stays untrusted after that: it is parsed strictly, its ``url`` must name
-a resource on a configured Cobot host, and nothing is ever fetched here. A 2xx answer means
-the event is committed to the inbox; when it cannot be stored the answer is 503, so Cobot
-retries. Checks run in this order, and each outcome is counted and logged once:
+serves ``{path_prefix}/{secret}/{event}``. When the config lists ``cobot.spaces``, each space
+has its own callbacks, ``{path_prefix}/{secret}/{subdomain}/{event}``, so every webhook is
+attributed to the space whose subscription delivered it, and its ``url`` must name that
+space's host (a URL of another space on this callback is refused, never stored or fetched).
+Every request is untrusted until its secret matches, and its body stays untrusted after that:
+it is parsed strictly, its ``url`` must name a resource on the space's Cobot host, and nothing
+is ever fetched here. A 2xx answer means the event is committed to the inbox; when it cannot
+be stored the answer is 503, so Cobot retries. Checks run in this order, and each outcome is
+counted and logged once:
 
 =====================================  ======  ===================
 check                                  status  rejected{reason}
 =====================================  ======  ===================
 secret wrong or missing                404     bad_secret
-event not configured                   410     gone_event
+subdomain not a configured space       404     unknown_space
+event not configured for the space     410     gone_event
 method other than POST                 405     method
 body larger than 64 KiB                413     too_large
 body not sent within the read timeout  408     timeout
 body not a strict JSON object + url    400     bad_body
-url not a configured Cobot resource    422     bad_url
+url not a resource of the space        422     bad_url
 store cannot commit                    503     store_unavailable
 stored                                 202     (received{event})
 =====================================  ======  ===================
@@ -32,7 +37,7 @@ import hmac
 import json
 import logging
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -101,54 +106,67 @@ def add_webhook_routes(
     """Mount the webhook route on ``app`` (which may also serve /healthz and /metrics).
 
     The route takes every method so that the secret is checked before anything else: a
-    wrong secret answers exactly like an unknown path. Bodies are read with their own bound,
-    so the app's ``client_max_size`` need not be lowered for the other routes.
+    wrong secret, like an unknown space, answers exactly like an unknown path. Bodies are read
+    with their own bound, so the app's ``client_max_size`` need not be lowered for the other
+    routes. ``cobot`` is the whole section: its ``spaces``, and whether the file listed them.
     """
+    spaces = {space.subdomain: space for space in cobot.spaces}
     receiver = _Receiver(
-        cobot=cobot,
+        spaces=spaces,
+        unnamed_space="" if cobot.listed else cobot.spaces[0].subdomain,
         sheets=tuple(sheets),
         store=store,
         metrics=metrics,
         on_stored=on_stored,
-        events=frozenset(event for sheet in sheets for event in sheet.events),
+        events={
+            name: frozenset(e for sheet in sheets if sheet.holds(name) for e in sheet.events)
+            for name in spaces
+        },
         secret_digests=tuple(
             _digest(secret.reveal()) for secret in (webhook.secret, *webhook.previous_secrets)
         ),
     )
-    path = f"{webhook.path_prefix}/{{secret}}/{{event}}"
+    space = "{space}/" if cobot.listed else ""
+    path = f"{webhook.path_prefix}/{{secret}}/{space}{{event}}"
     app.router.add_route("*", path, receiver.handle, name=ROUTE_NAME)
 
 
 @dataclass(frozen=True)
 class _Receiver:
-    #: The Cobot origins a resource URL must name.
-    cobot: CobotSettings
+    #: Each space by subdomain: the Cobot origins a resource URL on its callbacks must name.
+    spaces: Mapping[str, CobotSettings]
+    #: The space of callbacks that name none (the single form); "" when every one names one.
+    unnamed_space: str
     sheets: tuple[SheetSettings, ...]
     store: Store
     metrics: Metrics
     on_stored: Callable[[], None]
-    #: Every event some worksheet takes: the subscribed ones.
-    events: frozenset[str]
+    #: By subdomain, every event some worksheet holding that space takes: the subscribed ones.
+    events: Mapping[str, frozenset[str]]
     #: SHA-256 of every accepted secret: comparing fixed-length digests leaks no length.
     secret_digests: tuple[bytes, ...]
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
         event = request.match_info["event"]
+        named = self.spaces.get(request.match_info.get("space", self.unnamed_space))
         try:
-            ref, body = await self._admit(request, event)
+            space, ref, body = await self._admit(request, event, named)
         except Rejected as rejection:
-            return self._refuse(rejection, event)
+            return self._refuse(rejection, event, named)
         try:
-            event_id = await self.store.enqueue(event, ref.url, ref.kind, body)
+            event_id = await self.store.enqueue(
+                event, ref.url, ref.kind, body, space=space.subdomain
+            )
         except StoreUnavailable as exc:
-            return self._unavailable(event, ref, exc)
+            return self._unavailable(event, ref, space, exc)
         self.metrics.webhooks_received.inc(event=event)
-        mapped = bool(sheets_for(self.sheets, event, ref.kind))
+        mapped = bool(sheets_for(self.sheets, event, ref.kind, space.subdomain))
         log.info(
-            "webhook %s %s %s stored as event %d%s",
+            "webhook %s %s %s%s stored as event %d%s",
             event,
             ref.kind,
             ref.id,
+            self._at(space),
             event_id,
             "" if mapped else " (no configured sheet takes this kind for this event)",
         )
@@ -157,11 +175,15 @@ class _Receiver:
         accepted = f'{{"status": "accepted", "id": {event_id:d}}}'
         return web.Response(text=accepted, status=202, content_type="application/json")
 
-    async def _admit(self, request: web.Request, event: str) -> tuple[ResourceRef, dict[str, Any]]:
+    async def _admit(
+        self, request: web.Request, event: str, space: CobotSettings | None
+    ) -> tuple[CobotSettings, ResourceRef, dict[str, Any]]:
         """Run every check in order; raise Rejected at the first that fails."""
         if not self._secret_matches(request.match_info["secret"]):
             raise Rejected(404, "bad_secret", "not found", "unknown secret")
-        if event not in self.events:
+        if space is None:
+            raise Rejected(404, "unknown_space", "not found", "unknown space")
+        if event not in self.events[space.subdomain]:
             raise Rejected(
                 410, "gone_event", "this event is not subscribed", "event is not configured"
             )
@@ -169,11 +191,12 @@ class _Receiver:
             raise Rejected(405, "method", "only POST is accepted")
         body = parse_body(await read_body(request))
         try:
-            ref = parse_resource_url(body["url"], self.cobot)
+            # Only this space's origins: a webhook is about the space that delivered it.
+            ref = parse_resource_url(body["url"], space)
         except InvalidResourceURL as exc:
             excerpt = body["url"][:LOGGED_URL_CHARS]
             raise Rejected(422, "bad_url", str(exc), f"{exc}: {excerpt!r}") from None
-        return ref, body
+        return space, ref, body
 
     def _secret_matches(self, given: str) -> bool:
         digest = _digest(given)
@@ -183,14 +206,18 @@ class _Receiver:
             matched |= hmac.compare_digest(digest, known)
         return matched
 
-    def _refuse(self, rejection: Rejected, event: str) -> web.StreamResponse:
+    def _refuse(
+        self, rejection: Rejected, event: str, space: CobotSettings | None
+    ) -> web.StreamResponse:
         self.metrics.webhooks_rejected.inc(reason=rejection.reason)
-        # Only a name from Cobot's event list is logged: the path segment is sender text
-        # (it may even be the secret, pasted into the wrong place).
-        shown = event if event in EVENTS and rejection.reason != "bad_secret" else "-"
+        # Only a name from Cobot's event list, and a configured space, are logged: the path
+        # segments are sender text (one may even be the secret, pasted into the wrong place).
+        secret_known = rejection.reason != "bad_secret"
+        shown = event if event in EVENTS and secret_known else "-"
         log.warning(
-            "webhook %s refused with %d (%s): %s",
+            "webhook %s%s refused with %d (%s): %s",
             shown,
+            self._at(space) if secret_known else "",
             rejection.status,
             rejection.reason,
             rejection.detail,
@@ -204,15 +231,16 @@ class _Receiver:
         )
 
     def _unavailable(
-        self, event: str, ref: ResourceRef, exc: StoreUnavailable
+        self, event: str, ref: ResourceRef, space: CobotSettings, exc: StoreUnavailable
     ) -> web.StreamResponse:
         """503 with Retry-After: Cobot then delivers the event again later."""
         self.metrics.webhooks_rejected.inc(reason="store_unavailable")
         log.error(
-            "webhook %s %s %s not stored, answered 503 so Cobot retries: %s",
+            "webhook %s %s %s%s not stored, answered 503 so Cobot retries: %s",
             event,
             ref.kind,
             ref.id,
+            self._at(space),
             exc,
         )
         return web.json_response(
@@ -220,6 +248,10 @@ class _Receiver:
             status=503,
             headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
         )
+
+    def _at(self, space: CobotSettings | None) -> str:
+        """`` at <subdomain>`` for log lines when several spaces share the receiver."""
+        return f" at {space.subdomain}" if space is not None and len(self.spaces) > 1 else ""
 
     def _wake_worker(self) -> None:
         """Nudge the worker; the event is committed already, so a failure here only logs."""

@@ -22,7 +22,8 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from syncd.config.settings import Column, SheetSettings
+from syncd.config.columns import Column
+from syncd.config.settings import SheetSettings
 from syncd.config.templating import parse_moment
 from syncd.mapping.computed import NO_CONTEXT, RowContext, column_value, variables
 

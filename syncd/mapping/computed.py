@@ -13,7 +13,8 @@ from dataclasses import dataclass
 from datetime import UTC, date, tzinfo
 from typing import Any
 
-from syncd.config.settings import Column, SheetSettings
+from syncd.config.columns import Column
+from syncd.config.settings import SheetSettings
 from syncd.config.templating import (
     BadTemplate,
     TemplateFailure,

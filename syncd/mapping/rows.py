@@ -102,6 +102,8 @@ def sheet_row(
     written, so the cells that were there stay as the last fetch left them.
     """
     row: Row = map_row(resource, sheet, tz, context, problems) if resource is not None else {}
+    if sheet.space_column is not None:
+        row[sheet.space_column] = context.space
     row[sheet.deleted_column] = deleted_at or ""
     row[sheet.key_column] = url
     return row
@@ -158,11 +160,19 @@ def mapping_fingerprint(sheet: SheetSettings, timezone: str) -> str:
         "deleted": sheet.deleted_column,
         "where": sheet.where,
         "resource": sheet.resource,
+        "spaces": [sheet.spaces, sheet.space_column],
         "timezone": timezone,
     }
     return row_fingerprint({"mapping": json.dumps(shape, sort_keys=True, default=str)})
 
 
-def sheets_for(sheets: Sequence[SheetSettings], event: str, resource: str) -> list[SheetSettings]:
-    """The worksheets a webhook of this event about this kind of resource updates."""
-    return [s for s in sheets if event in s.events and s.resource == resource]
+def sheets_for(
+    sheets: Sequence[SheetSettings], event: str, resource: str, space: str = ""
+) -> list[SheetSettings]:
+    """The worksheets a webhook of this event about this kind of resource, delivered for
+    ``space`` (a subdomain; "" for any), updates."""
+    return [
+        s
+        for s in sheets
+        if event in s.events and s.resource == resource and (not space or s.holds(space))
+    ]

@@ -15,13 +15,14 @@ import gc
 import logging
 import signal
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from contextlib import AsyncExitStack, suppress
 from zoneinfo import ZoneInfo
 
 from aiohttp import web
 
 from syncd.cobot.client import CobotClient
+from syncd.cobot.spaces import cobot_clients
 from syncd.cobot.subscriptions import reconcile
 from syncd.config.cron import cron_trigger
 from syncd.config.settings import Settings
@@ -70,9 +71,10 @@ async def run_daemon(settings: Settings, stop: asyncio.Event | None = None) -> N
     store = Store.open(settings.state_dir)
     notifier = SystemdNotifier()
     try:
+        await store.adopt_unattributed(settings.spaces[0].subdomain)
         async with AsyncExitStack() as stack:
             cobot = await stack.enter_async_context(
-                CobotClient(settings.cobot, metrics=metrics, state_dir=settings.state_dir)
+                cobot_clients(settings.spaces, settings.state_dir, metrics=metrics)
             )
             sheets = SheetsWriter(
                 settings.google,
@@ -122,7 +124,7 @@ async def run_daemon(settings: Settings, stop: asyncio.Event | None = None) -> N
 def build_worker(
     settings: Settings,
     store: Store,
-    cobot: CobotClient,
+    cobot: Mapping[str, CobotClient],
     sheets: SheetsWriter,
     metrics: Metrics,
     clock: Callable[[], float] = time.time,
@@ -196,29 +198,37 @@ async def _start_http(
 
 
 def _jobs(
-    settings: Settings, store: Store, cobot: CobotClient, sheets: SheetsWriter
+    settings: Settings, store: Store, cobot: Mapping[str, CobotClient], sheets: SheetsWriter
 ) -> list[ScheduledJob]:
     redact = Redactor(settings.secret_values()).redact
 
-    async def record_check(summary: str | None, errors: list[str]) -> None:
+    async def record_check(space: str, summary: str | None, errors: list[str]) -> None:
         """Leave the outcome for `syncd status` (Cobot's error texts may quote a callback URL)."""
         check = SubscriptionCheck(time.time(), summary, [redact(e) for e in errors])
-        await store.meta.record_subscription_check(check)
+        await store.meta.record_subscription_check(space, check)
 
     started = False
+    several = len(settings.spaces) > 1
 
     async def check_subscriptions() -> None:
         # The start-up run keeps a rotated-out secret's subscriptions alive until the next
         # check, so Cobot's retries of deliveries that failed during the restart still land.
+        # A space that fails does not keep the others from being checked.
         nonlocal started
         retire_previous, started = started, True
-        try:
-            report = await reconcile(settings, cobot, retire_previous=retire_previous)
-        except SyncdError as exc:
-            await record_check(None, [str(exc)])
-            raise
-        await record_check(report.summary(), report.errors)
-        log.info("%s", report.summary())
+        failure: SyncdError | None = None
+        for space in settings.spaces:
+            client = cobot[space.subdomain]
+            try:
+                report = await reconcile(settings, space, client, retire_previous=retire_previous)
+            except SyncdError as exc:
+                await record_check(space.subdomain, None, [str(exc)])
+                failure = exc
+                continue
+            await record_check(space.subdomain, report.summary(), report.errors)
+            log.info("%s%s", f"{space.subdomain}: " if several else "", report.summary())
+        if failure is not None:
+            raise failure
 
     async def prune() -> None:
         await store.prune_done(DONE_EVENT_RETENTION_SECONDS)
@@ -241,7 +251,13 @@ def _rerender_job(settings: Settings, store: Store, sheets: SheetsWriter) -> Sch
     """Rows rendered again from the local copy when the mapping changed (engine/rerender.py):
     at start, and again every few minutes until it succeeded (Google may be down at start);
     once done, each run costs a meta read per worksheet."""
-    rerender = Rerender(settings.sheets, settings.timezone, store, sheets)
+    rerender = Rerender(
+        settings.sheets,
+        settings.timezone,
+        store,
+        sheets,
+        default_space=settings.spaces[0].subdomain,
+    )
 
     async def run() -> None:
         await rerender.run()
@@ -261,15 +277,17 @@ def _presentation_job(settings: Settings, sheets: SheetsWriter) -> ScheduledJob:
 
 
 def _resync_jobs(
-    settings: Settings, store: Store, cobot: CobotClient, sheets: SheetsWriter
+    settings: Settings, store: Store, cobot: Mapping[str, CobotClient], sheets: SheetsWriter
 ) -> list[ScheduledJob]:
-    """The scheduled re-syncs (``resync_schedule``); one missed while down runs at start."""
+    """The scheduled re-syncs (``resync_schedule``) of every space; one missed while down
+    runs at start."""
     tz = ZoneInfo(settings.timezone)
-    engine = Resync(settings.resync, settings.cobot, tz, store, cobot, sheets)
-    return [
-        _resync_job(engine, planned, tz)
-        for planned in resync_schedule(settings.sheets, settings.resync)
-    ]
+    engines = {
+        space.subdomain: Resync(settings.resync, space, tz, store, cobot[space.subdomain], sheets)
+        for space in settings.spaces
+    }
+    planned = resync_schedule(settings.sheets, settings.resync, list(engines))
+    return [_resync_job(engines[each.space], each, tz) for each in planned]
 
 
 def _resync_job(engine: Resync, planned: ScheduledResync, tz: ZoneInfo) -> ScheduledJob:

@@ -7,7 +7,8 @@ events pending again, and the daemon's worker, which polls the inbox every few s
 picks them up without a restart.
 
 The daemon leaves what status shows in the store's typed meta (syncd.store.meta); the
-re-sync engine's records are shown as they are.
+re-sync engine's records are shown as they are. What is kept per Cobot space (the subscription
+check) is shown per space; a single-space config shows it as it always did.
 """
 
 from __future__ import annotations
@@ -57,22 +58,32 @@ async def read_status(settings: Settings, now: float | None = None) -> dict[str,
     """Everything ``syncd status`` shows, as plain JSON-ready data (times in epoch seconds)."""
     now = time.time() if now is None else now
     redact = _redactor(settings)
+    spaces = [space.subdomain for space in settings.spaces]
     try:
         store = Store.open(settings.state_dir, readonly=True)
     except StateNotCreated:  # the daemon has not run yet: an empty state is a state
         store = None
         stats, dead, last_writes, pauses = StoreStats(0, 0, 0, 0, None), [], {}, {}
-        subscriptions, resync, last_error = None, {}, None
+        checks: dict[str, SubscriptionCheck | None] = dict.fromkeys(spaces)
+        resync, last_error = {}, None
     if store is not None:
         async with store:
             stats = await store.stats(now)
             dead = await store.dead_letters(DEAD_LETTERS_SHOWN)
             last_writes = await store.meta.last_writes()
-            subscriptions = await store.meta.subscription_check()
+            checks = await store.meta.subscription_checks(spaces)
             resync = await store.meta.resync_records()
             last_error = await store.meta.last_error()
             pauses = await store.meta.pauses()
     oldest = stats.oldest_pending_at
+    by_space = {
+        space: {"subscriptions": _redacted(_as_json(check), redact)}
+        for space, check in checks.items()
+    }
+    # The single form keeps its one check where scripts have always read it.
+    single = (
+        {} if settings.cobot.listed else {"subscriptions": by_space[spaces[0]]["subscriptions"]}
+    )
     return {
         "state_db": str(settings.state_dir / DB_FILENAME),
         "created": store is not None,
@@ -98,7 +109,8 @@ async def read_status(settings: Settings, now: float | None = None) -> dict[str,
         "sheets": {
             sheet.title: _as_json(last_writes.get(sheet.title)) for sheet in settings.sheets
         },
-        "subscriptions": _redacted(_as_json(subscriptions), redact),
+        **single,
+        "spaces": by_space,
         "resync": {k: _redacted(v, redact) for k, v in resync.items()},
         "last_error": _redacted(_as_json(last_error), redact),
     }
@@ -128,7 +140,14 @@ def render_status(status: dict[str, Any], tz: str, now: float | None = None) -> 
     for title, write in status["sheets"].items():
         shown = "never" if not write else f"{clock.when(write['time'])}, {write['rows']} row(s)"
         lines.append(f"  {title:<{width}}  {shown}")
-    lines += _subscriptions_lines(status["subscriptions"], clock)
+    if "subscriptions" in status:
+        lines += _subscriptions_lines("Subscriptions", status["subscriptions"], clock)
+    else:
+        lines.append("Subscriptions, per space:")
+        for space, shown in status["spaces"].items():
+            lines += [
+                f"  {line}" for line in _subscriptions_lines(space, shown["subscriptions"], clock)
+            ]
     lines += _resync_lines(status["resync"], clock)
     error = status["last_error"]
     lines.append(
@@ -186,11 +205,11 @@ def _inbox_line(inbox: dict[str, Any]) -> str:
     )
 
 
-def _subscriptions_lines(check: dict[str, Any] | None, clock: _Clock) -> list[str]:
+def _subscriptions_lines(label: str, check: dict[str, Any] | None, clock: _Clock) -> list[str]:
     if not check:
-        return ["Subscriptions: not checked yet (the daemon checks them at start)"]
+        return [f"{label}: not checked yet (the daemon checks them at start)"]
     outcome = check.get("summary") or "the check failed"
-    lines = [f"Subscriptions: checked {clock.when(check['time'])}: {outcome}"]
+    lines = [f"{label}: checked {clock.when(check['time'])}: {outcome}"]
     lines += [f"  error: {error}" for error in check.get("errors") or []]
     return lines
 

@@ -33,6 +33,11 @@ from syncd.sheets.planning import Worksheet, cell_text, spans
 
 #: What the presentation read asks Google for: the frozen rows, the rules, and per cell of
 #: the ranges read its shown text (row 1's headers), number format and boldness.
+#: Data rows whose number formats the check reads: Google answers a format per cell, so reading
+#: a 100,000-row column costs megabytes and seconds. When a row of this sample lacks its
+#: column's format, the rest of the column below the sample is repaired too (one request).
+FORMAT_SAMPLE_ROWS = 2000
+
 PRESENTATION_FIELDS = (
     "sheets(properties(gridProperties(frozenRowCount)),conditionalFormats,"
     "data(rowData(values(formattedValue,userEnteredFormat(numberFormat,textFormat(bold))))))"
@@ -136,9 +141,10 @@ def presentation_ranges(worksheet: Worksheet, formats: Iterable[NumberFormat]) -
     title = quote_title(worksheet.title)
     ranges = [f"{title}!A1:{column_letters(worksheet.column_count)}1"]
     if worksheet.row_count >= 2:
+        last = min(worksheet.row_count, 1 + FORMAT_SAMPLE_ROWS)
         for wanted in formats:
             letters = column_letters(wanted.column + 1)
-            ranges.append(f"{title}!{letters}2:{letters}{worksheet.row_count}")
+            ranges.append(f"{title}!{letters}2:{letters}{last}")
     return ranges
 
 
@@ -216,19 +222,25 @@ def format_repairs(
     """``repeatCell`` requests for the runs of rows whose cells lack their column's format.
 
     ``grids`` are the formats read of each column of ``formats`` over the rows from
-    ``start_row`` to ``end_row`` (0-based, end excluded); rows missing at their end have none.
+    ``start_row`` on, at most ``FORMAT_SAMPLE_ROWS`` of them (0-based; rows missing at their
+    end have none); a wrong row in that sample also repairs every row from its end to
+    ``end_row`` (end excluded).
     """
     requests: list[dict[str, Any]] = []
+    sampled = min(end_row, start_row + FORMAT_SAMPLE_ROWS)
     for wanted, grid in zip(formats, grids, strict=True):
         rows = grid.get("rowData", [])
         wrong = []
-        for index in range(start_row, end_row):
+        for index in range(start_row, sampled):
             offset = index - start_row
             values = rows[offset].get("values", []) if offset < len(rows) else []
             cell_format = (values[0] if values else {}).get("userEnteredFormat", {})
             if not wanted.matches(cell_format.get("numberFormat", {})):
                 wrong.append(index)
-        for start, end in spans(wrong):
+        runs = spans(wrong)
+        if runs and sampled < end_row:
+            runs.append((sampled, end_row))
+        for start, end in runs:
             requests += format_requests(sheet_id, [wanted], start, end)
     return requests
 

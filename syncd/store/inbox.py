@@ -25,14 +25,14 @@ from syncd.store.rows import NO_ROW_STATES, RowStatesBySheet, row_state_rows, up
 #: Longest error text kept per event; enough for a diagnosis, bounded against huge messages.
 MAX_ERROR_LENGTH = 2000
 
-_EVENT_COLUMNS = "id, event, url, kind, body, received_at, attempts"
+_EVENT_COLUMNS = "id, event, url, kind, body, received_at, attempts, space"
 #: The same columns as JSON: the body as the object it is, the time as text that round-trips.
-_EVENT_AS_JSON = "id, event, url, kind, json(body), printf('%!.17g', received_at), attempts"
-#: Inserts a JSON array of [received_at, event, url, kind, body] rows, due at once.
+_EVENT_AS_JSON = "id, event, url, kind, json(body), printf('%!.17g', received_at), attempts, space"
+#: Inserts a JSON array of [received_at, event, url, kind, body, space] rows, due at once.
 _INSERT_EVENTS = """
-    INSERT INTO inbox (received_at, event, url, kind, body, next_attempt_at, updated_at)
+    INSERT INTO inbox (received_at, event, url, kind, body, space, next_attempt_at, updated_at)
     SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]'), json_extract(value, '$[2]'),
-        json_extract(value, '$[3]'), json_extract(value, '$[4]'),
+        json_extract(value, '$[3]'), json_extract(value, '$[4]'), json_extract(value, '$[5]'),
         json_extract(value, '$[0]'), json_extract(value, '$[0]')
     FROM json_each(?) ORDER BY key
 """
@@ -49,6 +49,8 @@ class InboxEvent:
     body: dict[str, Any]
     received_at: float
     attempts: int
+    #: The subdomain of the space whose subscription delivered it.
+    space: str = ""
 
 
 @dataclass(frozen=True)
@@ -95,13 +97,17 @@ class Inbox(Connection):
 
     # -- intake ---------------------------------------------------------------------------
 
-    async def enqueue(self, event: str, url: str, kind: str, body: Mapping[str, Any]) -> int:
-        """Store one webhook and return its id; returns only once the row is committed.
+    async def enqueue(
+        self, event: str, url: str, kind: str, body: Mapping[str, Any], space: str = ""
+    ) -> int:
+        """Store one webhook (delivered for ``space``) and return its id; returns only once the
+        row is committed.
 
         Raises StoreUnavailable when the commit failed; the event is then not stored.
         """
         now = time.time()
-        row = (now, event, url, kind, json.dumps(body, separators=(",", ":"), allow_nan=False))
+        text = json.dumps(body, separators=(",", ":"), allow_nan=False)
+        row = (now, event, url, kind, text, space)
         loop = asyncio.get_running_loop()
         future: asyncio.Future[int] = loop.create_future()
         self._intake.append((row, future))
@@ -187,8 +193,8 @@ class Inbox(Connection):
             params,
         ).fetchone()
         events = [
-            InboxEvent(event_id, event, url, kind, body, float(received_at), attempts)
-            for event_id, event, url, kind, body, received_at, attempts in json.loads(text)
+            InboxEvent(event_id, event, url, kind, body, float(received_at), attempts, space)
+            for event_id, event, url, kind, body, received_at, attempts, space in json.loads(text)
         ]
         return sorted(events, key=attrgetter("id"))  # an aggregate promises no order
 

@@ -23,7 +23,8 @@ from syncd.store.connection import Call, json_param, write_transaction
 if TYPE_CHECKING:
     from _typeshed import DataclassInstance
 
-#: The last subscription check.
+#: The last subscription check: by this prefix, a dot and the space's subdomain; alone, the
+#: key under which versions that served one space kept it.
 _SUBSCRIPTION_CHECK = "subscriptions.last_check"
 #: Each worksheet's last successful write, by this prefix and the worksheet title.
 _LAST_WRITE = "sheets.last_write."
@@ -164,11 +165,25 @@ class Meta:
             {f"{_PAUSE}{scope}": None if p is None else asdict(p) for scope, p in pauses.items()}
         )
 
-    async def subscription_check(self) -> SubscriptionCheck | None:
-        return _flat(SubscriptionCheck, await self._get(_SUBSCRIPTION_CHECK))
+    async def subscription_checks(
+        self, spaces: Sequence[str]
+    ) -> dict[str, SubscriptionCheck | None]:
+        """The last subscription check of each space (by subdomain, in the order given).
 
-    async def record_subscription_check(self, check: SubscriptionCheck) -> None:
-        await self._save({_SUBSCRIPTION_CHECK: asdict(check)})
+        A database last written by a version that served one space holds one check without
+        a space: it stands for the first space until that space has one of its own.
+        """
+        values = await self._select_prefixed(_SUBSCRIPTION_CHECK)
+        checks = {
+            space: _flat(SubscriptionCheck, values.get(_check_key(space))) for space in spaces
+        }
+        if spaces and checks[spaces[0]] is None:
+            checks[spaces[0]] = _flat(SubscriptionCheck, values.get(_SUBSCRIPTION_CHECK))
+        return checks
+
+    async def record_subscription_check(self, space: str, check: SubscriptionCheck) -> None:
+        """Save the outcome of the check of ``space`` (a subdomain)."""
+        await self._save({_check_key(space): asdict(check)})
 
     async def mapping_fingerprint(self, sheet: str) -> str | None:
         """The fingerprint of the mapping the worksheet's rows were last rendered with."""
@@ -254,6 +269,10 @@ class Meta:
                 " DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at",
                 texts,
             )
+
+
+def _check_key(space: str) -> str:
+    return f"{_SUBSCRIPTION_CHECK}.{space}"
 
 
 def _resync_key(record: str, *names: str) -> str:

@@ -102,9 +102,16 @@ class Resources(Connection):
             (json.dumps(list(urls)),),
         )
 
-    async def kept_of_kind(self, kind: str) -> dict[str, Kept]:
-        """Every copy of one kind of resource, by URL."""
-        return await self._call(self._select_kept, "kind = ?", (kind,))
+    async def kept_urls(self, kind: str) -> dict[str, tuple[str, bool]]:
+        """URL -> (space, whether a body is kept) of every copy of one kind: what a caller
+        needs to choose copies before reading their bodies, a chunk at a time."""
+        return await self._call(self._select_urls, kind)
+
+    def _select_urls(self, kind: str) -> dict[str, tuple[str, bool]]:
+        rows = self._conn.execute(
+            "SELECT url, space, body IS NOT NULL FROM resources WHERE kind = ?", (kind,)
+        )
+        return {url: (space, bool(has_body)) for url, space, has_body in rows}
 
     async def memberships(self, idents: Iterable[str], space: str = "") -> dict[str, Kept]:
         """The kept memberships with these ids, by id (a membership seen gone included)."""
@@ -114,6 +121,15 @@ class Resources(Connection):
             (space, json.dumps(sorted(set(idents)))),
         )
         return {copy.ident: copy for copy in copies.values()}
+
+    async def adopt_unattributed(self, space: str) -> None:
+        """Give copies kept before spaces were recorded (space "") to ``space``, the space a
+        daemon of one space served then."""
+        await self._call(self._adopt, space)
+
+    def _adopt(self, space: str) -> None:
+        with write_transaction(self._conn) as conn:
+            conn.execute("UPDATE resources SET space = ? WHERE space = ''", (space,))
 
     def _select_kept(self, condition: str, params: tuple[Any, ...]) -> dict[str, Kept]:
         rows = self._conn.execute(f"SELECT {_COLUMNS} FROM resources WHERE {condition}", params)

@@ -86,6 +86,10 @@ _MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "CREATE INDEX resources_kind ON resources (kind, ident)",
         "CREATE INDEX resources_member ON resources (member_id) WHERE member_id IS NOT NULL",
     ),
+    (
+        # The space whose subscription delivered each webhook (several spaces in one daemon).
+        "ALTER TABLE inbox ADD COLUMN space TEXT NOT NULL DEFAULT ''",
+    ),
 )
 SCHEMA_VERSION = len(_MIGRATIONS)
 

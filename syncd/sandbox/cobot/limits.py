@@ -41,13 +41,22 @@ def spread_latency(rng: random.Random, seconds: float, spread: float) -> float:
 
 
 class SlidingWindowLimiter:
-    """Counts admitted requests per (token, bucket) over the last `window` seconds."""
+    """Counts admitted requests per (token, bucket) over the last `window` seconds.
+
+    Cobot's limits are per user, whatever space is asked: simulators of several spaces may
+    share one limiter (each runs on its own thread, hence the lock).
+    """
 
     def __init__(self) -> None:
         self._hits: defaultdict[tuple[str, str], deque[float]] = defaultdict(deque)
+        self._lock = threading.Lock()
 
     def admit(self, token: str, limits: Mapping[str, int], window: float) -> int | None:
         """Record the request, or return whole seconds until every bucket has a free slot."""
+        with self._lock:
+            return self._admit(token, limits, window)
+
+    def _admit(self, token: str, limits: Mapping[str, int], window: float) -> int | None:
         now = time.monotonic()
         waits = []
         for bucket, limit in limits.items():
@@ -63,16 +72,19 @@ class SlidingWindowLimiter:
         return None
 
     def reset(self) -> None:
-        self._hits.clear()
+        with self._lock:
+            self._hits.clear()
 
 
 class Limits:
     """What stands between an authorized request and its answer: limits, delay, failure."""
 
-    def __init__(self, knobs: LimitKnobs, seed: int) -> None:
+    def __init__(
+        self, knobs: LimitKnobs, seed: int, limiter: SlidingWindowLimiter | None = None
+    ) -> None:
         self._knobs = knobs
         self._lock = threading.Lock()
-        self._limiter = SlidingWindowLimiter()
+        self._limiter = limiter or SlidingWindowLimiter()
         self._fail_next: deque[int] = deque()
         self._fault_rng = random.Random(seed)
 

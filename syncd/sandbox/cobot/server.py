@@ -26,7 +26,7 @@ from syncd.sandbox.cobot.api import ResourceApi
 from syncd.sandbox.cobot.catalogue import EVENT_KINDS, EVENTS, KINDS, Kind, membership_update_events
 from syncd.sandbox.cobot.endpoints import CALLER_APP, ApiError, Handler, Route, error_response
 from syncd.sandbox.cobot.generator import CobotDataGenerator
-from syncd.sandbox.cobot.limits import Limits
+from syncd.sandbox.cobot.limits import Limits, SlidingWindowLimiter
 from syncd.sandbox.cobot.shapes import JSON
 from syncd.sandbox.cobot.store import ObjectStore
 from syncd.sandbox.cobot.subscriptions import Subscriptions
@@ -82,6 +82,7 @@ class CobotSimulator:
         retry_schedule: Sequence[float] = DEFAULT_RETRY_SCHEDULE,
         retry_time_scale: float = 1.0,
         delivery_timeout_seconds: float = 10.0,
+        shared_limiter: SlidingWindowLimiter | None = None,
     ) -> None:
         self.tokens = {
             token: grant if isinstance(grant, AppToken) else AppToken(grant)
@@ -116,7 +117,8 @@ class CobotSimulator:
         self._store = ObjectStore(self, self.data)
         self._subscriptions = Subscriptions(self)
         self._sender = WebhookSender(self, self._subscriptions)
-        self._limits = Limits(self, seed)
+        #: A limiter shared with the simulators of other spaces counts a token across them.
+        self._limits = Limits(self, seed, shared_limiter)
         self._traffic = RequestLog()
         self.create("space_subscription", space_id=space_id, emit=False)
         self.app = self._build_app()

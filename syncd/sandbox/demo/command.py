@@ -5,6 +5,10 @@ that points the daemon at them (with the bundled example mapping or the user's o
 the real daemon (``python -m syncd run``) as a subprocess, plays a day in a coworking space
 through the simulator and serves a live, read-only view of the emulated spreadsheet. What it
 shows is what production does: the same webhooks, fetches, mapping and sheet writes.
+
+With ``--spaces 2`` the operator has a second location: a second Cobot space (its own
+simulator) in the same daemon, every worksheet with the daemon's Space column, and one more
+worksheet narrowed to the second location with ``spaces:``.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ import time
 import urllib.error
 import urllib.request
 import webbrowser
+from collections.abc import Sequence
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -44,8 +49,9 @@ COBOT_TOKEN = "demo-cobot-token"
 COBOT_APP = "cobot-syncd-demo"
 SPREADSHEET_ID = "1DemoSpreadsheet0000000000000000000000000000"
 SPREADSHEET_TITLE = "Example Coworking (demo)"
-#: Seed of the simulated data: one whose four members have different first names.
-DEMO_SEED = 8
+#: Each location: its subdomain, its name in the feed, and the seed of its simulated data
+#: (seeds whose members all have different first names).
+LOCATIONS = (("example-downtown", "Downtown", 8), ("example-riverside", "Riverside", 2))
 #: Mapping keys taken from the user's config; everything else points at the sandboxes.
 MAPPING_KEYS = ("sheets", "timezone", "event_log_sheet")
 READY_TIMEOUT_SECONDS = 30.0
@@ -63,6 +69,7 @@ class DemoOptions:
     speed: float
     port: int
     open_browser: bool
+    spaces: int = 1
 
 
 # -- command line ---------------------------------------------------------------------------
@@ -99,6 +106,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help=f"port of the sheet view on 127.0.0.1 (default {DEFAULT_PORT}; 0 picks a free one)",
     )
     parser.add_argument(
+        "--spaces",
+        type=int,
+        choices=range(1, len(LOCATIONS) + 1),
+        default=1,
+        help="locations, each its own Cobot space in the one daemon (2: a second location, "
+        "a Space column and a worksheet narrowed to it; default 1)",
+    )
+    parser.add_argument(
         "--no-browser", action="store_true", help="do not open the sheet view in a browser"
     )
 
@@ -111,6 +126,7 @@ def run(args: argparse.Namespace) -> int:
         speed=args.speed,
         port=args.port,
         open_browser=not args.no_browser,
+        spaces=args.spaces,
     )
     return Demo(options).run()
 
@@ -164,17 +180,26 @@ def _problem(message: str) -> ConfigProblem:
 
 
 def demo_config(
-    mapping: dict[str, Any], workdir: Path, cobot_url: str, sheets_url: str, listen_port: int
+    mapping: dict[str, Any],
+    workdir: Path,
+    cobot_urls: Sequence[str],
+    sheets_url: str,
+    listen_port: int,
 ) -> dict[str, Any]:
-    """A daemon config between the sandboxes: the mapping is the user's, the rest is local."""
+    """A daemon config between the sandboxes: the mapping is the user's, the rest is local.
+
+    ``cobot_urls`` are the simulators of the locations, in ``LOCATIONS`` order; with more than
+    one, every location is a space of ``cobot.spaces`` (read with one token) and the first
+    worksheet is repeated, narrowed to the last location.
+    """
     receiver = f"http://127.0.0.1:{listen_port}"
+    spaces = [
+        {"subdomain": subdomain, "access_token": COBOT_TOKEN, "base_url": url}
+        for (subdomain, _, _), url in zip(LOCATIONS, cobot_urls, strict=False)
+    ]
+    cobot: dict[str, Any] = {"spaces": spaces} if len(spaces) > 1 else dict(spaces[0])
     return {
-        "cobot": {
-            "subdomain": "example-space",
-            "access_token": COBOT_TOKEN,
-            "base_url": cobot_url,
-            "requests_per_minute": 6000,  # the simulator's rate limit is off
-        },
+        "cobot": {**cobot, "requests_per_minute": 6000},  # the simulators' rate limit is off
         "webhook": {
             "listen": f"127.0.0.1:{listen_port}",
             "public_url": f"{receiver}/cobot",
@@ -190,7 +215,22 @@ def demo_config(
         # The simulated space has no history to heal, so scheduled re-syncs stay off.
         "resync": {"full_schedule": "off", "recent_schedule": "off"},
         **mapping,
+        "sheets": _located(mapping["sheets"], len(spaces)),
     }
+
+
+def _located(sheets: Any, locations: int) -> Any:
+    """The user's worksheets without their ``spaces:`` (they name the user's own subdomains,
+    which the demo has not), and with several locations the first one again, narrowed to the
+    last location. Anything but worksheets is left for the config check to report."""
+    if not isinstance(sheets, dict) or not all(isinstance(s, dict) for s in sheets.values()):
+        return sheets
+    located = {title: {k: v for k, v in s.items() if k != "spaces"} for title, s in sheets.items()}
+    if locations > 1:
+        subdomain, name, _ = LOCATIONS[locations - 1]
+        title, sheet = next(iter(located.items()))
+        located[f"{title} ({name})"] = {**sheet, "spaces": [subdomain]}
+    return located
 
 
 # -- the daemon subprocess ------------------------------------------------------------------
@@ -246,24 +286,29 @@ class DaemonProcess:
 
 @dataclass(frozen=True)
 class Sandboxes:
-    """The Cobot simulator and the Sheets emulator, with a service account and a spreadsheet."""
+    """A Cobot simulator per location and the Sheets emulator, with a service account and a
+    spreadsheet."""
 
-    sim: CobotSimulator
+    sims: list[CobotSimulator]
     emulator: SheetsEmulator
-    cobot: ServerThread
+    cobots: list[ServerThread]
     sheets: ServerThread
 
     @classmethod
-    def create(cls, workdir: Path) -> Sandboxes:
-        """Set up both (not serving yet); the key file lands in ``workdir``."""
-        sim = CobotSimulator(
-            tokens={COBOT_TOKEN: COBOT_APP},
-            seed=DEMO_SEED,
-            rate_limits=False,
-            retry_time_scale=0.001,
-        )
-        cobot = ServerThread(sim.app)
-        sim.base_url = cobot.url
+    def create(cls, workdir: Path, locations: int = 1) -> Sandboxes:
+        """Set up all (not serving yet); the key file lands in ``workdir``."""
+        sims = [
+            CobotSimulator(
+                tokens={COBOT_TOKEN: COBOT_APP},
+                seed=seed,
+                rate_limits=False,
+                retry_time_scale=0.001,
+            )
+            for _, _, seed in LOCATIONS[:locations]
+        ]
+        cobots = [ServerThread(sim.app) for sim in sims]
+        for sim, cobot in zip(sims, cobots, strict=True):
+            sim.base_url = cobot.url
         emulator = SheetsEmulator()
         sheets = ServerThread(emulator.app())
         key = emulator.create_service_account(f"{sheets.url}/token")
@@ -271,12 +316,21 @@ class Sandboxes:
         emulator.create_spreadsheet(
             SPREADSHEET_ID, SPREADSHEET_TITLE, shared_with={key["client_email"]}
         )
-        return cls(sim, emulator, cobot, sheets)
+        return cls(sims, emulator, cobots, sheets)
 
     def start(self, stack: contextlib.ExitStack) -> None:
-        for server in (self.cobot, self.sheets):
+        for server in (*self.cobots, self.sheets):
             server.start()
             stack.callback(server.stop)
+
+    def days(self) -> list[Day]:
+        """Each location's day: the first is the full one, the others are quieter."""
+        if len(self.sims) == 1:
+            return [Day(self.sims[0])]
+        return [
+            Day(sim, location=name, quiet=number > 0)
+            for number, (sim, (_, name, _)) in enumerate(zip(self.sims, LOCATIONS, strict=False))
+        ]
 
 
 # -- the demo -------------------------------------------------------------------------------
@@ -306,10 +360,9 @@ class Demo:
     def _run(self, stack: contextlib.ExitStack) -> None:
         label, mapping = mapping_of(self.options.config)
         workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="syncd-demo-")))
-        sandboxes = Sandboxes.create(workdir)
-        config = demo_config(
-            mapping, workdir, sandboxes.cobot.url, sandboxes.sheets.url, free_port()
-        )
+        sandboxes = Sandboxes.create(workdir, self.options.spaces)
+        cobot_urls = [cobot.url for cobot in sandboxes.cobots]
+        config = demo_config(mapping, workdir, cobot_urls, sandboxes.sheets.url, free_port())
         config_path = workdir / "config.yaml"
         config_path.write_text(yaml.safe_dump(config, sort_keys=False), encoding="utf-8")
         settings = self._settings(config_path, label)
@@ -319,10 +372,10 @@ class Demo:
         self.daemon = DaemonProcess(config_path, workdir / "daemon.log")
         self.daemon.start()
         stack.callback(self.daemon.stop)
-        if not self._wait_ready(sandboxes.sim, settings):
+        if not self._wait_ready(sandboxes.sims, settings):
             return
-        self._introduce(label, view.url)
-        if play(Day(sandboxes.sim), self.feed, self._pause, self.options.speed):
+        self._introduce(label, view.url, settings)
+        if play(sandboxes.days(), self.feed, self._pause, self.options.speed):
             _say("The day is over; the view stays up until Ctrl-C" + self._until())
             while self._pause(3600):
                 pass
@@ -348,15 +401,26 @@ class Demo:
         stack.callback(view.stop)
         return view
 
-    def _wait_ready(self, sim: CobotSimulator, settings: Settings) -> bool:
-        """Until the daemon answers /healthz and holds a subscription for every event."""
+    def _wait_ready(self, sims: Sequence[CobotSimulator], settings: Settings) -> bool:
+        """Until the daemon answers /healthz and every location's simulator holds a
+        subscription for each event of the worksheets that hold that location."""
         assert self.daemon is not None
         health = f"http://{settings.webhook.listen_host}:{settings.webhook.listen_port}/healthz"
-        wanted = set(settings.events)
+        wanted = [
+            {
+                event
+                for sheet in settings.sheets
+                if sheet.holds(space.subdomain)
+                for event in sheet.events
+            }
+            for space in settings.spaces
+        ]
         deadline = time.monotonic() + READY_TIMEOUT_SECONDS
         while time.monotonic() < deadline:
-            active = {s["event"] for s in sim.subscriptions(COBOT_APP) if s["active"]}
-            if wanted <= active and _answers(health):
+            subscribed = [
+                {s["event"] for s in sim.subscriptions(COBOT_APP) if s["active"]} for sim in sims
+            ]
+            if all(w <= a for w, a in zip(wanted, subscribed, strict=True)) and _answers(health):
                 return True
             if not self._pause(0.2):
                 return False
@@ -377,11 +441,21 @@ class Demo:
             if remaining <= 0.5:
                 return True
 
-    def _introduce(self, label: str, url: str) -> None:
+    def _introduce(self, label: str, url: str, settings: Settings) -> None:
         view = f"{url}/"
         _say(f"Sheet view:  {view}")
         _say(f"Mapping:     {label}")
-        _say("A simulated day at a coworking space starts now; the real daemon syncs it.")
+        count = len(settings.spaces)
+        if count > 1:
+            places = [f"{name} ({sub})" for (sub, name, _) in LOCATIONS[:count]]
+            _say(f"Locations:   {', '.join(places)}: one Cobot space each, one daemon")
+            for sheet in settings.sheets:
+                if sheet.spaces:
+                    only = ", ".join(sheet.spaces)
+                    _say(f"Narrowed:    {sheet.title} holds only {only} (spaces:)")
+            _say("Every worksheet has the daemon's Space column: which location a row is from.")
+        where = f"{count} coworking spaces" if count > 1 else "a coworking space"
+        _say(f"A simulated day at {where} starts now; the real daemon syncs it.")
         _say("Press Ctrl-C to stop" + self._until() + ".")
         if self.options.open_browser and _has_display():
             webbrowser.open(view)

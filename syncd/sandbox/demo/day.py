@@ -4,13 +4,16 @@ Every step is something a space manager knows from their own day (a sign-up, a c
 a room booking, check-ins, the month's invoices, a payment, a cancellation, a member who
 leaves) and is done the way Cobot does it: the simulator changes its data and sends the
 webhooks Cobot would send, so the daemon under demonstration does its normal work.
+
+An operator with a second location sees a quieter day there at the same time (each location is
+its own Cobot space, with its own simulator): the days' steps are played in one clock order.
 """
 
 from __future__ import annotations
 
 import calendar
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
@@ -75,11 +78,24 @@ def minutes_between(earlier: str, later: str) -> int:
 
 
 class Day:
-    """The script of the day and the objects it made, by the members' first names in it."""
+    """The script of one location's day and the objects it made, by who they are in it.
 
-    def __init__(self, sim: CobotSimulator, today: date | None = None) -> None:
+    ``location`` names the place in what the feed says (only needed when there are several);
+    a ``quiet`` day is a second location's: a few members who book, check in and pay.
+    """
+
+    def __init__(
+        self,
+        sim: CobotSimulator,
+        today: date | None = None,
+        *,
+        location: str = "",
+        quiet: bool = False,
+    ) -> None:
         self.sim = sim
         self.today = today or datetime.now(UTC).date()
+        self.location = location
+        self.quiet = quiet
         self.members: dict[str, JSON] = {}
         self.check_ins: dict[str, str] = {}
         self.bookings: dict[str, JSON] = {}
@@ -87,6 +103,8 @@ class Day:
 
     def script(self) -> list[Step]:
         """(clock, action) pairs in order; each action returns what a person would notice."""
+        if self.quiet:
+            return self._quiet_script()
         return [
             ("08:05", lambda at: self.sign_up("flex", PLANS[1])),
             ("08:15", lambda at: self.add_member("office", PLANS[3], at)),
@@ -132,6 +150,23 @@ class Day:
                 "18:30",
                 lambda at: "The space closes. Every change of the day is a row in the sheet.",
             ),
+        ]
+
+    def _quiet_script(self) -> list[Step]:
+        return [
+            ("08:20", lambda at: self.add_member("desk", PLANS[2], at)),
+            ("08:50", lambda at: self.add_member("flex", PLANS[1], at)),
+            ("09:05", lambda at: self.check_in("desk", at)),
+            (
+                "10:20",
+                lambda at: self.book("flex", 1, at.replace(hour=11, minute=0), 1, "Team sync"),
+            ),
+            ("11:45", lambda at: self.check_in("flex", at)),
+            ("12:40", lambda at: self.create_invoices(["desk", "flex"])),
+            ("13:10", lambda at: self.send_invoices(["desk", "flex"])),
+            ("15:20", lambda at: self.pay_invoice("desk")),
+            ("16:15", lambda at: self.check_out("desk", at)),
+            ("17:50", lambda at: self.check_out("flex", at)),
         ]
 
     def moment(self, clock: str) -> datetime:
@@ -291,13 +326,23 @@ class Day:
         )
 
 
-def play(day: Day, feed: Feed, pause: Callable[[float], bool], speed: float) -> bool:
-    """Run the script paced by ``speed``; False when ``pause`` says to stop early."""
+def play(days: Sequence[Day], feed: Feed, pause: Callable[[float], bool], speed: float) -> bool:
+    """Run the days' scripts in one clock order (at the same minute, in the order given),
+    paced by ``speed``; False when ``pause`` says to stop early."""
+    steps = sorted(
+        (
+            (clock, number, day, action)
+            for number, day in enumerate(days)
+            for clock, action in day.script()
+        ),
+        key=lambda step: step[:2],
+    )
     previous = DAY_START.strftime("%H:%M")
-    for clock, action in day.script():
+    for clock, _, day, action in steps:
         if not pause(minutes_between(previous, clock) * SECONDS_PER_MINUTE / speed):
             return False
-        feed.add(clock, action(day.moment(clock)))
+        text = action(day.moment(clock))
+        feed.add(clock, f"{day.location}: {text}" if day.location else text)
         previous = clock
     feed.finish()
     return True
