@@ -164,6 +164,12 @@ def test_burst_costs_few_sheets_requests_and_one_fetch_per_url(
         for kind, obj in resources:
             sim.emit(event_of[kind], sim.url_for(kind, obj["id"]))
     settle(daemon)
+    # Events are marked done before their flush logs its line: wait for the line too.
+    wait_until(
+        lambda: flushes_in(daemon.log_path.read_text()[log_text_start:]) >= 1,
+        timeout=10,
+        what="the flush's log line",
+    )
 
     flushes = flushes_in(daemon.log_path.read_text()[log_text_start:])
     records = [r for r in daemon.sheets.emulator.request_log[log_start:] if r.kind is not None]

@@ -5,14 +5,15 @@ subscription). One engine serves ``syncd backfill`` and the daemon's scheduled r
 Planned around Cobot's limits: v1 lists are bare arrays cut by date windows, and Cobot allows
 60 requests per minute per user, the membership list only 6. So a worksheet costs:
 
-- memberships: one complete listing (``all=true``), which also reveals deletions: a known
-  row whose URL the listing lacks is fetched on its own and flagged deleted only when that
-  answers 404 (one that answers 200 is updated instead), unless the listing lacks more than
-  ``resync.max_deleted_share`` of the sheet (then none is, and the stop is recorded in meta);
+- memberships: one complete listing (``all=true``), which also reveals deletions: a known row
+  the listing lacks is fetched alone and flagged deleted only on a 404, unless the listing
+  lacks more than ``resync.max_deleted_share`` of the sheet (then none is: a safety stop);
 - invoices, bookings, check-ins: one request per ``resync.window_days`` window over the span
   (``history_days`` back, bookings also ahead); a window Cobot refuses (422) is split in half,
   and later windows of that kind are kept as small;
-- other kinds have no list endpoint and are left to their webhooks.
+- other kinds have no list endpoint and are left to their webhooks;
+- a worksheet whose rows join ``member``: one membership listing first, kept in the local copy
+  (none when memberships were listed within ``MEMBERS_FRESH_SECONDS``).
 
 Every Cobot request is background work (``urgent=False``): webhook fetches go first on the
 shared budget. Rows are built exactly as the worker builds them, under the same ordering rule
@@ -40,7 +41,6 @@ from dataclasses import asdict, dataclass
 from datetime import UTC, date, datetime
 from datetime import time as day_start
 from typing import Any
-from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo
 
 from apscheduler.triggers.base import BaseTrigger
@@ -49,7 +49,7 @@ from syncd.cobot.client import CobotClient
 from syncd.cobot.errors import CobotRequestError
 from syncd.config.settings import CobotSettings, ResyncSettings, SheetSettings
 from syncd.core.errors import SyncdError
-from syncd.core.events import resource_kind_of_path, within_filters
+from syncd.core.events import within_filters
 from syncd.engine.localcopy import MemberJoin, Subject, kept_copy, stamp_at
 from syncd.engine.resync_plan import (
     COMPLETE_KINDS,
@@ -65,7 +65,7 @@ from syncd.engine.resync_plan import (
     unlisted_reason,
 )
 from syncd.engine.rowplan import SheetBatch, write_batch
-from syncd.intake.resources import ResourceRef, resource_url
+from syncd.intake.resources import listed_url, ref_of_url
 from syncd.mapping.computed import uses_member
 from syncd.mapping.rows import FILTERED_OUT, Observation
 from syncd.sheets.writer import SheetsWriter, UpsertReport
@@ -80,6 +80,8 @@ JSONObject = dict[str, Any]
 #: Rows per upsert: one read and at most one write each, and the cross-process lock held
 #: only briefly, so webhook flushes of the same worksheet are not held up for long.
 CHUNK_ROWS = 500
+#: How long memberships listed for member joins count as fresh for the next worksheet.
+MEMBERS_FRESH_SECONDS = 600
 
 
 # --------------------------------------------------------------------------------------------
@@ -182,6 +184,8 @@ class Resync:
         #: Per kind, the largest window Cobot accepted after refusing a larger one.
         self._window_limits: dict[str, int] = {}
         self.join = MemberJoin(store, cobot, space=self.space, urgent=False)
+        #: When every membership was last listed (and kept) by this engine.
+        self._members_listed_at = float("-inf")
 
     async def run(
         self,
@@ -199,15 +203,19 @@ class Resync:
 
     async def _list_members(self, sheet: SheetSettings, summary: SheetSummary) -> None:
         """Keep every membership first when a worksheet of other rows joins ``member``: one
-        listing request instead of one fetch per member the local copy lacks."""
+        listing request instead of one fetch per member the local copy lacks; not again within
+        MEMBERS_FRESH_SECONDS (Cobot allows 6 membership listings a minute)."""
+        observed_at = self.clock()
         if not uses_member(sheet) or sheet.resource == "membership":
             return
+        if observed_at < self._members_listed_at + MEMBERS_FRESH_SECONDS:
+            return
+        self._members_listed_at = observed_at
         summary.cobot_requests += 1
-        observed_at = self.clock()
         items = await self.cobot.list_memberships(all=True)
         listed = self._by_url("membership", items, observed_at)
         await self.store.keep(
-            kept_copy(self._ref_of("membership", url), s.resource, observed_at, None, self.space)
+            kept_copy(ref_of_url("membership", url), s.resource, observed_at, None, self.space)
             for url, s in listed.items()
         )
 
@@ -270,7 +278,7 @@ class Resync:
     # -- memberships: one complete listing ------------------------------------------------
 
     async def _complete_listing(self, sheet: SheetSettings, summary: SheetSummary) -> None:
-        observed_at = self.clock()
+        observed_at = self._members_listed_at = self.clock()
         items = await self.cobot.list_memberships(all=True)
         summary.cobot_requests += 1
         listed = self._by_url(sheet.resource, items, observed_at)
@@ -307,7 +315,7 @@ class Resync:
         for url in absent:
             summary.cobot_requests += 1
             try:
-                fetched = await self.cobot.fetch(self._ref_of(kind, url), urgent=False)
+                fetched = await self.cobot.fetch(ref_of_url(kind, url), urgent=False)
             except SyncdError as exc:
                 log.warning("%s is missing from the listing and could not be fetched: %s", url, exc)
                 continue
@@ -417,7 +425,7 @@ class Resync:
         found: dict[str, Seen] = {}
         unusable = 0
         for item in items:
-            url = self._url_of(kind, item.get("id"))
+            url = listed_url(kind, item.get("id"), self.cobot_settings)
             if url is None:
                 unusable += 1
             else:
@@ -425,12 +433,6 @@ class Resync:
         if unusable:
             log.warning("%d %s item(s) from Cobot had no usable id; skipped", unusable, kind)
         return found
-
-    def _url_of(self, kind: str, ident: Any) -> str | None:
-        if isinstance(ident, bool) or not isinstance(ident, str | int):
-            return None
-        url = resource_url(kind, str(ident), self.cobot_settings)
-        return url if resource_kind_of_path(urlsplit(url).path) == (kind, str(ident)) else None
 
     async def _write(
         self, sheet: SheetSettings, seen: Mapping[str, Seen], summary: SheetSummary
@@ -444,7 +446,7 @@ class Resync:
         stamps = {u: stamp_at(s.observed_at) for u, s in seen.items() if s.resource is None}
         await self.store.keep(
             kept_copy(
-                self._ref_of(sheet.resource, u),
+                ref_of_url(sheet.resource, u),
                 s.resource,
                 s.observed_at,
                 stamps.get(u),
@@ -482,10 +484,6 @@ class Resync:
             summary.removed += len(batch.removals - refused.keys())
             if refused:
                 raise next(iter(refused.values()))
-
-    def _ref_of(self, kind: str, url: str) -> ResourceRef:
-        _, ident = resource_kind_of_path(urlsplit(url).path) or ("", "")
-        return ResourceRef(kind, ident, url)
 
     def _progress(self, progress: Progress) -> None:
         log.debug("%s: step %d/%d", progress.sheet, progress.done, progress.total)

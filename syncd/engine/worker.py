@@ -22,13 +22,12 @@ import logging
 import time
 from collections import defaultdict, deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo
 
 from syncd.cobot.client import CobotClient, Fetched
 from syncd.config.settings import SheetSettings, SyncSettings
 from syncd.core.errors import SyncdError
-from syncd.core.events import EVENTS, embedded_resource, resource_kind_of_path
+from syncd.core.events import EVENTS, embedded_resource
 from syncd.core.metrics import Metrics
 from syncd.engine.eventlog import EventLog
 from syncd.engine.localcopy import Subject, kept_copy, stamp_at
@@ -37,7 +36,7 @@ from syncd.engine.rowplan import SheetBatch, write_batch
 from syncd.engine.settle import RETRY_BASE_SECONDS, Settler
 from syncd.engine.spaces import Spaces
 from syncd.engine.work import Failure, UnexpectedError, UrlWork
-from syncd.intake.resources import ResourceRef
+from syncd.intake.resources import ref_of_url
 from syncd.mapping.computed import NO_CONTEXT, RowContext
 from syncd.mapping.rows import Observation, sheets_for
 from syncd.sheets.writer import SheetsWriter, UpsertReport
@@ -296,9 +295,7 @@ class Worker:
                 continue
             work = by_url.get(event.url)
             if work is None:
-                # Not always the last segment: /spaces/<id>/subscription.
-                _, resource_id = resource_kind_of_path(urlsplit(event.url).path) or ("", "")
-                ref = ResourceRef(kind=event.kind, id=resource_id, url=event.url)
+                ref = ref_of_url(event.kind, event.url)
                 work = by_url[event.url] = UrlWork(ref=ref, events=[], sheets=[], space=space)
             work.events.append(event)
             work.sheets.extend(s for s in sheets if s not in work.sheets)

@@ -73,6 +73,22 @@ def parse_resource_url(raw: object, cobot: CobotSettings) -> ResourceRef:
     return ResourceRef(kind=kind, id=resource_id, url=f"{base}{parts.path}")
 
 
+def ref_of_url(kind: str, url: str) -> ResourceRef:
+    """The reference of a URL already checked (stored, or rebuilt from an id); the id is not
+    always the last segment (``/spaces/<id>/subscription``)."""
+    _, resource_id = resource_kind_of_path(urlsplit(url).path) or ("", "")
+    return ResourceRef(kind=kind, id=resource_id, url=url)
+
+
+def listed_url(kind: str, ident: object, cobot: CobotSettings) -> str | None:
+    """The canonical URL of a listed item by its id, or None when the id is not one a URL can
+    carry (so a listing never makes up a key the webhook path would not)."""
+    if isinstance(ident, bool) or not isinstance(ident, str | int):
+        return None
+    url = resource_url(kind, str(ident), cobot)
+    return url if resource_kind_of_path(urlsplit(url).path) == (kind, str(ident)) else None
+
+
 def resource_url(kind: str, resource_id: str, cobot: CobotSettings) -> str:
     """The canonical URL of a resource known by kind and id (list endpoints, backfill)."""
     pattern = RESOURCE_PATHS[kind].pattern
