@@ -72,13 +72,19 @@ def fast_sim(make_cobot_sim: MakeCobotSim, token: str | None = None, seed: int =
     return make_cobot_sim(**knobs)
 
 
-def test_every_webhook_lands_in_its_own_spaces_rows(
-    make_daemon: MakeDaemon, make_cobot_sim: MakeCobotSim
-) -> None:
-    spaces = {
+@pytest.fixture
+def two_spaces(make_cobot_sim: MakeCobotSim) -> dict[str, CobotSandbox]:
+    """co-up and co-down, each its own simulator with its own token and its own ids."""
+    return {
         "co-up": fast_sim(make_cobot_sim),
         "co-down": fast_sim(make_cobot_sim, OTHER_TOKEN, seed=2),
     }
+
+
+def test_every_webhook_lands_in_its_own_spaces_rows(
+    make_daemon: MakeDaemon, two_spaces: dict[str, CobotSandbox]
+) -> None:
+    spaces = two_spaces
     sheets = {
         "Members": MEMBERS,
         "Bookings": BOOKINGS,
@@ -118,12 +124,9 @@ def test_every_webhook_lands_in_its_own_spaces_rows(
 
 
 def test_a_url_of_another_spaces_host_is_refused_and_never_fetched(
-    make_daemon: MakeDaemon, make_cobot_sim: MakeCobotSim
+    make_daemon: MakeDaemon, two_spaces: dict[str, CobotSandbox]
 ) -> None:
-    spaces = {
-        "co-up": fast_sim(make_cobot_sim),
-        "co-down": fast_sim(make_cobot_sim, OTHER_TOKEN, seed=2),
-    }
+    spaces = two_spaces
     daemon = spaces_daemon(make_daemon, spaces, {"Members": MEMBERS}).start()
     other = spaces["co-down"].sim
     member = other.create("membership", emit=False)
@@ -194,12 +197,9 @@ def test_spaces_sharing_a_token_share_cobots_per_user_limit(
 
 
 def test_a_revoked_token_pauses_only_its_own_space(
-    make_daemon: MakeDaemon, make_cobot_sim: MakeCobotSim
+    make_daemon: MakeDaemon, two_spaces: dict[str, CobotSandbox]
 ) -> None:
-    spaces = {
-        "co-up": fast_sim(make_cobot_sim),
-        "co-down": fast_sim(make_cobot_sim, OTHER_TOKEN, seed=2),
-    }
+    spaces = two_spaces
     daemon = spaces_daemon(make_daemon, spaces, {"Members": MEMBERS}).start()
     down = spaces["co-down"].sim
     grants = dict(down.tokens)

@@ -3,7 +3,6 @@ greys out deleted rows; against the Sheets emulator, which stores what Google st
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from dataclasses import replace
 from typing import Any
 
@@ -14,7 +13,9 @@ from syncd.config.settings import SheetSettings
 from syncd.mapping.cells import Row
 from syncd.sheets.writer import SheetsWriter
 from tests.fixtures_sheets import SheetsSandbox
-from tests.test_sheets_writer import User, counts, new_writer, url
+from tests.test_sheets_writer import User, counts, new_writer, url, writer
+
+__all__ = ["writer"]  # the fixture, used by name
 
 pytestmark = pytest.mark.usefixtures("no_outbound_network")
 
@@ -53,13 +54,6 @@ def invoice(n: int, deleted: str = "") -> Row:
 
 def invoices(*numbers: int) -> dict[str, Row]:
     return {url(n): invoice(n) for n in numbers}
-
-
-@pytest.fixture
-async def writer(sheets_emulator: SheetsSandbox) -> AsyncIterator[SheetsWriter]:
-    writer = new_writer(sheets_emulator)
-    yield writer
-    writer.close()
 
 
 def number_formats(sandbox: SheetsSandbox, a1: str) -> list[Any]:

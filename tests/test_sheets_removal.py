@@ -3,8 +3,6 @@ holding those URLs, found by a fresh read, whatever a person did to the sheet me
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-
 import pytest
 
 from syncd.sheets.writer import SheetsWriter
@@ -19,16 +17,12 @@ from tests.test_sheets_writer import (
     records,
     table,
     url,
+    writer,
 )
 
+__all__ = ["writer"]  # the fixture, used by name
+
 pytestmark = pytest.mark.usefixtures("no_outbound_network")
-
-
-@pytest.fixture
-async def writer(sheets_emulator: SheetsSandbox) -> AsyncIterator[SheetsWriter]:
-    writer = new_writer(sheets_emulator)
-    yield writer
-    writer.close()
 
 
 async def test_removes_exactly_the_rows_of_the_urls_after_a_sort(
