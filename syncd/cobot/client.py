@@ -20,7 +20,6 @@ import time
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
-from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import quote, urlsplit
 
@@ -50,7 +49,6 @@ from syncd.core.events import JSON_API_MEDIA_TYPE, resource_kind_of_path
 from syncd.core.metrics import Metrics
 from syncd.core.retry import Backoff, parse_retry_after
 from syncd.intake.resources import ResourceRef, resource_url
-from syncd.store.budgets import shared_budget
 
 log = logging.getLogger("syncd.cobot")
 
@@ -104,7 +102,8 @@ class CobotClient:
     """Talks to Cobot's v1 API (and API 2 for the few kinds only it serves).
 
     Use it as an async context manager; a session passed in stays the caller's to close.
-    With ``state_dir`` its request budgets are the ones every process on it shares.
+    Without budgets given it has its own; ``cobot.spaces.cobot_clients`` gives each space's
+    client the budgets of its token, shared with every process on ``state_dir``.
     """
 
     def __init__(
@@ -118,23 +117,15 @@ class CobotClient:
         backoff_base: float = 0.5,
         backoff_cap: float = 30.0,
         max_retry_after: float = 120.0,
-        state_dir: Path | None = None,
         membership_budget: RequestBudget | None = None,
     ) -> None:
         if max_attempts < 1:
             raise ValueError("max_attempts must be at least 1")
         self._settings = settings
-        per_minute = settings.requests_per_minute
-        self._budget = budget or (
-            shared_budget(state_dir, "cobot", per_minute)
-            if state_dir
-            else RequestBudget(per_minute)
-        )
+        self._budget = budget or RequestBudget(settings.requests_per_minute)
         #: Cobot limits the membership listing on its own, below the general limit.
-        self.membership_listing_budget = membership_budget or (
-            shared_budget(state_dir, "cobot-memberships", MEMBERSHIP_LISTS_PER_MINUTE)
-            if state_dir
-            else RequestBudget(MEMBERSHIP_LISTS_PER_MINUTE)
+        self.membership_listing_budget = membership_budget or RequestBudget(
+            MEMBERSHIP_LISTS_PER_MINUTE
         )
         self._metrics = metrics
         self._session = session
