@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from syncd.commands.preview import space_of
 from syncd.config.loading import load_settings
 from tests.test_config import TOKEN, key_file, problems_of, write_config
 
@@ -101,3 +102,11 @@ def test_each_problem_is_named_once_under_its_key(
     assert len(lines) == len(expected), lines
     for line, start in zip(lines, expected, strict=True):
         assert line.startswith(start), line
+
+
+def test_preview_reads_the_space_a_url_names(tmp_path: Path, key_file: Path) -> None:
+    settings = load_settings(spaces_config(tmp_path, key_file), ENV)
+    down = "http://127.0.0.1:9001/api/memberships/abc"
+    assert space_of(settings, down).subdomain == "co-down"
+    assert space_of(settings, "https://co-up.cobot.me/api/memberships/abc").subdomain == "co-up"
+    assert space_of(settings, None).subdomain == "co-up"

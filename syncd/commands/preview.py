@@ -28,7 +28,7 @@ from zoneinfo import ZoneInfo
 from syncd.commands.command import Command, add_config_option
 from syncd.commands.preview_table import cells_table, escaped
 from syncd.config.loading import inspect_settings
-from syncd.config.settings import Settings, SheetSettings
+from syncd.config.settings import CobotSettings, Settings, SheetSettings
 from syncd.core.errors import ConfigError, SyncdError, UsageError
 from syncd.core.events import EVENTS, RESOURCE_KINDS, embedded_resource, resource_kind_of_path
 from syncd.intake.resources import InvalidResourceURL, parse_resource_url, resource_url
@@ -110,7 +110,8 @@ def run(args: argparse.Namespace) -> int:
     sheets = matching_sheets(settings, payload, args.sheet)
     member = member_for(settings, payload, sheets, args.member, from_cobot=args.url is not None)
     for sheet in sheets:
-        found = preview_sheet(sheet, payload, member, tz, settings.cobot.subdomain)
+        space = space_of(settings, payload.url).subdomain
+        found = preview_sheet(sheet, payload, member, tz, space)
         print(render_preview(found, payload, member))
         for warning in [*path_warnings(sheet, payload), *template_warnings(found)]:
             print(f"syncd: warning: {warning}", file=sys.stderr)
@@ -184,17 +185,30 @@ def sample_payload(
     return Payload(label, kind, _row_url(settings, kind, url, resource), resource, event)
 
 
+def space_of(settings: Settings, url: str | None) -> CobotSettings:
+    """The space a preview reads: the one whose host ``url`` names, else the first."""
+    spaces = settings.spaces or (settings.cobot,)
+    for space in spaces if url else ():
+        try:
+            parse_resource_url(url, space)
+        except InvalidResourceURL:
+            continue
+        return space
+    return spaces[0]
+
+
 async def fetch_payload(settings: Settings, url: str, event: str | None) -> Payload:
     """Fetch one resource from Cobot (a single GET, as the worker does); nothing is written."""
     from syncd.cobot.client import CobotClient
     from syncd.ops.logs import configure_logging
 
+    space = space_of(settings, url)
     try:
-        ref = parse_resource_url(url, settings.cobot)
+        ref = parse_resource_url(url, space)
     except InvalidResourceURL as exc:
         raise UsageError(f"--url: {exc} (see cobot.subdomain / cobot.base_url)") from None
-    configure_logging("warning", "text", secrets=[settings.cobot.access_token.reveal()])
-    async with CobotClient(settings.cobot) as cobot:
+    configure_logging("warning", "text", secrets=settings.secret_values())
+    async with CobotClient(space) as cobot:
         fetched = await cobot.fetch(ref)
     if fetched.status == "gone" or fetched.data is None:
         raise SyncdError(
@@ -246,14 +260,15 @@ def _row_url(
 
     A config without ``cobot.subdomain`` yet (a mapping being drafted) keeps the sample's URL.
     """
-    if not settings.cobot.subdomain:
+    space = space_of(settings, url)
+    if not space.subdomain:
         return url
     found = resource_kind_of_path(urlsplit(url).path) if url else None
     if found is not None:
-        return resource_url(found[0], found[1], settings.cobot)
+        return resource_url(found[0], found[1], space)
     resource_id = (resource or {}).get("id")
     if kind is not None and isinstance(resource_id, str | int) and str(resource_id):
-        return resource_url(kind, str(resource_id), settings.cobot)
+        return resource_url(kind, str(resource_id), space)
     return None
 
 
@@ -282,7 +297,7 @@ def member_for(
         what = payload.kind or "resource"
         return Member(None, f"none: this {what} names no membership, so member.* is empty")
     if name is None and from_cobot:
-        return asyncio.run(fetch_member(settings, ident))
+        return asyncio.run(fetch_member(space_of(settings, payload.url), ident))
     given = sample_payload(settings, name or MEMBERSHIP, None, "--member")
     if given.kind not in (MEMBERSHIP, None) or given.resource is None:
         raise UsageError(f"--member {name}: {given.source} holds no membership")
@@ -294,12 +309,12 @@ def member_for(
     return Member(given.resource, f"{given.source} ({_name_of(given.resource)}){how}")
 
 
-async def fetch_member(settings: Settings, ident: str) -> Member:
+async def fetch_member(space: CobotSettings, ident: str) -> Member:
     """The membership as Cobot holds it (one read-only GET), as the daemon joins a member its
     local copy lacks."""
     from syncd.cobot.client import CobotClient
 
-    async with CobotClient(settings.cobot) as cobot:
+    async with CobotClient(space) as cobot:
         ref = cobot.ref_of(MEMBERSHIP, ident)
         try:
             fetched = await cobot.fetch(ref)
