@@ -16,13 +16,15 @@ from pathlib import Path
 from bench.latency import lone
 from bench.report import REPO, Figure, load_average, machine, results_markdown, text_table
 from bench.rerender import rerender
-from bench.scenarios import FULL, QUICK, burst, intake, scale, steady, steady3
+from bench.scenarios import FULL, QUICK, burst, intake, scale
+from bench.steady import steady, steady3, steady_members
 
 SCENARIOS = {
     "intake": intake,
     "lone": lone,
     "steady": steady,
     "steady3": steady3,
+    "steady-members": steady_members,
     "burst": burst,
     "scale": scale,
     "rerender": lambda workdir, sizes: rerender(workdir, sizes.rerender_rows, sizes.settle_timeout),

@@ -35,6 +35,7 @@ API_USE = (
     "Sheets writes per event",
     "HTTP 429 from Sheets / Cobot",
 )
+STEADY = ("ack -> row visible p50 / p99", *API_USE, "Cobot requests per event")
 FIGURES = {
     "intake": (
         "throughput, daemon",
@@ -53,8 +54,9 @@ FIGURES = {
         *API_USE,
         "Cobot requests per event",
     ),
-    "steady 1/s": ("ack -> row visible p50 / p99", *API_USE, "Cobot requests per event"),
-    "steady 3/s": ("ack -> row visible p50 / p99", *API_USE, "Cobot requests per event"),
+    "steady 1/s, an invoice run": STEADY,
+    "steady 3/s, an invoice run": STEADY,
+    "steady 1/s, half new memberships": STEADY,
     "burst": (
         "ack -> row visible p50 / p99",
         "all rows visible after (from the first webhook)",

@@ -47,6 +47,8 @@ def spaces_daemon(
     """A daemon serving ``spaces`` (subdomain -> its simulator), each with its sim's token."""
     first = next(iter(spaces.values()))
     daemon = make_daemon(cobot=first, sheet_config=sheets, **options)
+    # Known to the fixture, so that start() waits for every space's subscriptions.
+    daemon.extra_spaces.update(list(spaces.items())[1:])
     daemon.extra["cobot"] = {
         "spaces": [
             {"subdomain": name, "access_token": sandbox.token, "base_url": sandbox.url}

@@ -18,12 +18,12 @@ import pytest
 
 from syncd.core.budget import RequestBudget
 from syncd.core.metrics import Metrics
-from syncd.engine.pacing import MAX_PACE_INTERVALS, PACE_MARGIN, Pacer
+from syncd.engine.pacing import MAX_PACE_INTERVALS, SUSTAINED_SHARE, Pacer
 from syncd.ops.daemon import build_worker
-from syncd.sheets import writer as sheets_module
+from syncd.sheets import turns as sheets_module
 from syncd.sheets.writer import SheetsWriter
 from syncd.store.database import Store
-from tests.fixtures_daemon import MakeDaemon
+from tests.fixtures_daemon import MakeDaemon, example_sheets
 from tests.fixtures_sheets import SheetsSandbox
 from tests.test_e2e_pipeline import fast_daemon, settle
 from tests.test_ordering import FakeCobot, FakeSheets, worker_settings
@@ -50,7 +50,7 @@ async def test_a_layout_read_ahead_places_the_next_write_without_another_read(
     sheets_emulator: SheetsSandbox, writer: SheetsWriter
 ) -> None:
     await writer.upsert(MEMBERS, members(1, 2))
-    await writer.read_ahead(MEMBERS, [url(3)])
+    await writer.read_ahead([(MEMBERS, [url(3)])])
     reads = api_calls(sheets_emulator, "read")
 
     report = await writer.upsert(MEMBERS, members(3))
@@ -70,7 +70,7 @@ async def test_a_write_by_another_process_after_the_read_ahead_is_not_overwritte
     daemon, backfill = (new_writer(sheets_emulator, lock_path=lock) for _ in range(2))
     try:
         await daemon.upsert(MEMBERS, members(1, 2))
-        await daemon.read_ahead(MEMBERS, [url(3)])
+        await daemon.read_ahead([(MEMBERS, [url(3)])])
         await backfill.upsert(MEMBERS, members(4))
         reads = api_calls(sheets_emulator, "read")
         await daemon.upsert(MEMBERS, members(3))
@@ -90,7 +90,7 @@ async def test_a_read_ahead_grown_old_is_not_trusted(
     ``READ_AHEAD_SECONDS``: the write is placed from a fresh read."""
     await writer.upsert(MEMBERS, members(*range(6)))
     monkeypatch.setattr(sheets_module, "READ_AHEAD_SECONDS", 0.05)
-    await writer.read_ahead(MEMBERS, list(members(*range(6))))
+    await writer.read_ahead([(MEMBERS, list(members(*range(6))))])
     _header, *rows = table(sheets_emulator)
     emulator = sheets_emulator.emulator
     emulator.set_values(sheets_emulator.spreadsheet_id, "Members", rows[::-1], "A2")
@@ -119,27 +119,41 @@ def spend(budget: RequestBudget, requests: int) -> None:
     asyncio.run(take())
 
 
-def test_flushes_start_at_once_until_a_budget_runs_low_then_earn_back_what_they_spent(
+def test_flushes_start_at_once_while_a_budget_has_room_then_at_an_even_pace(
     tmp_path: Path,
 ) -> None:
     sync = worker_settings(tmp_path).sync
     now = [1000.0]
     budget = RequestBudget(60, window_seconds=60, clock=lambda: now[0])
     pacer = Pacer([budget], sync, clock=lambda: now[0])
+    rate = SUSTAINED_SHARE  # requests a second the budget earns back, of 60 a minute
+    burst = round(60 * (1 - SUSTAINED_SHARE))  # what the window leaves beyond that rate
+
+    def flush(requests: int) -> None:
+        pacer.started()
+        spend(budget, requests)
+        pacer.finished()
+
     assert pacer.wait(1, now[0]) <= 0, "an idle pipeline flushes a new event at once"
     # A flood gathers for a flush interval, as it always did.
     assert pacer.wait(sync.fetch_concurrency + 1, now[0]) == sync.flush_interval_seconds
 
-    pacer.started()
-    spend(budget, 20)  # plenty left: the next flush starts at once
-    assert pacer.wait(1, now[0]) <= 0
-    spend(budget, 10)  # half the budget gone: the next one waits to earn 30 s back, capped
+    flush(2)  # the burst is spent no more: flushes are spaced by what one costs
+    assert pacer.wait(1, now[0]) == pytest.approx(1.5 / rate)  # (1 + 2) / 2 on average
+    now[0] += 1
+    assert pacer.wait(1, now[0] - 1) == pytest.approx(1.5 / rate - 1), "counted from its start"
+    flush(4)
+    assert pacer.wait(1, now[0]) == pytest.approx(2.75 / rate)  # (1.5 + 4) / 2
+
+    now[0] += 60
+    assert pacer.wait(1, now[0]) <= 0, "an idle minute refills the burst"
+    spend(budget, burst + 1)  # spent between flushes (a re-sync): down to a request owed
+    assert pacer.wait(1, now[0]) <= 0, "the last flush is long past: no spacing to keep"
+    spend(budget, 60 - burst - 1)  # the whole window: repaid down to a burst owed, at most ...
     assert pacer.wait(1, now[0]) == MAX_PACE_INTERVALS * sync.flush_interval_seconds
-    pacer.started()
-    spend(budget, 2)  # a flush of two requests, at 60 a minute: about two seconds apart
-    assert pacer.wait(1, now[0]) == pytest.approx(PACE_MARGIN * 2)
-    now[0] += 3
-    assert pacer.wait(1, now[0] - 3) <= 0
+    # ... and an event is held back a few flush intervals at most
+    assert pacer.wait(1, now[0] - 4) == MAX_PACE_INTERVALS * sync.flush_interval_seconds - 4
+    assert pacer.wait(1, now[0], retrying=True) <= 0, "a retry's backoff is its own pacing"
 
 
 async def test_a_lone_event_waits_only_while_a_budget_runs_low(tmp_path: Path) -> None:
@@ -156,7 +170,7 @@ async def test_a_lone_event_waits_only_while_a_budget_runs_low(tmp_path: Path) -
         Metrics(),
         clock=lambda: now[0],
     )  # type: ignore[arg-type]
-    cobot_budget = worker.pacer._budgets[0]
+    cobot_budget = worker.spaces.budgets()[0]
     stop = asyncio.Event()
     stop.set()  # every wait of _step returns at once: only its decision is observed
     membership = "https://co-up.cobot.me/api/memberships/m{}"
@@ -204,4 +218,32 @@ def test_a_lone_change_flushes_at_once_its_layout_read_while_cobot_answers(
     kinds = [r.kind for r in emulator.request_log[log_start:] if r.kind is not None]
     assert kinds == ["read", "write"], kinds
     assert [row["Name"] for row in daemon.rows("Members")] == ["Second"]
+    assert daemon.stop() == 0
+
+
+@pytest.mark.e2e
+def test_a_change_shown_in_two_worksheets_costs_one_read_and_one_write(
+    make_daemon: MakeDaemon,
+) -> None:
+    """A membership shown in two worksheets: both layouts are read in one request while
+    Cobot answers, and both rows go out in one write."""
+    members = example_sheets()["Members"]
+    team = dict(list(members["columns"].items())[:2])
+    daemon = fast_daemon(
+        make_daemon,
+        sheet_config={"Members": members, "Team": {**members, "columns": team}},
+        sync={"flush_interval_seconds": 900},
+    ).start()
+    sim, emulator = daemon.cobot.sim, daemon.sheets.emulator
+    member = sim.create("membership", name="First")
+    settle(daemon)
+    log_start = len(emulator.request_log)
+
+    sim.update("membership", member["id"], name="Second")
+    settle(daemon)
+
+    kinds = [r.kind for r in emulator.request_log[log_start:] if r.kind is not None]
+    assert kinds == ["read", "write"], kinds
+    assert [row["Name"] for row in daemon.rows("Members")] == ["Second"]
+    assert [row["Name"] for row in daemon.rows("Team")] == ["Second"]
     assert daemon.stop() == 0

@@ -14,7 +14,7 @@ import contextlib
 import copy
 import json
 import time
-from collections.abc import AsyncIterator, Collection, Mapping
+from collections.abc import AsyncIterator, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -33,7 +33,7 @@ from syncd.engine.worker import Worker
 from syncd.intake.resources import ResourceRef
 from syncd.mapping.cells import Row
 from syncd.ops.daemon import build_worker
-from syncd.sheets.writer import RequestCount, UpsertReport
+from syncd.sheets.reports import RequestCount, Upsert, UpsertReport
 from syncd.store.database import Store
 from tests.fixtures_daemon import MakeDaemon, example_sheets
 from tests.test_e2e_pipeline import by_url, fast_daemon, settle
@@ -72,9 +72,10 @@ class FakeCobot:
 
     objects: dict[str, dict[str, Any]] = field(default_factory=dict)
     fetched: list[str] = field(default_factory=list)
+    budget: RequestBudget = field(default_factory=lambda: RequestBudget(60))
 
     def request_budget(self) -> RequestBudget:
-        return RequestBudget(60)
+        return self.budget
 
     async def fetch(self, ref: ResourceRef, urgent: bool = True) -> Fetched:
         self.fetched.append(ref.url)
@@ -95,15 +96,18 @@ class FakeSheets:
     gate: asyncio.Event | None = None
 
     @contextlib.asynccontextmanager
-    async def locked(self, title: str) -> AsyncIterator[None]:
+    async def locked(self, *titles: str) -> AsyncIterator[None]:
         async with self.lock:
             yield
 
     def request_budgets(self) -> tuple[RequestBudget, ...]:
         return ()
 
-    async def read_ahead(self, sheet: SheetSettings, urls: Collection[str]) -> None:
+    async def read_ahead(self, wanted: Sequence[tuple[SheetSettings, Collection[str]]]) -> None:
         """Nothing to read: rows are found by URL."""
+
+    async def upsert_many(self, jobs: Sequence[Upsert]) -> list[UpsertReport]:
+        return [await self.upsert(j.sheet, j.rows, only_if_missing=j.only_if_missing) for j in jobs]
 
     async def upsert(
         self,

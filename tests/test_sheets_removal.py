@@ -135,7 +135,7 @@ async def test_a_layout_read_ahead_is_not_used_after_a_removal(
     sheets_emulator: SheetsSandbox, writer: SheetsWriter
 ) -> None:
     await writer.upsert(MEMBERS, members(1, 2, 3))
-    await writer.read_ahead(MEMBERS, [url(3)])
+    await writer.read_ahead([(MEMBERS, [url(3)])])
 
     async with writer.locked(MEMBERS.title):
         await writer.remove(MEMBERS, [url(1)])

@@ -34,7 +34,8 @@ from syncd.sheets.errors import (
     SheetsRequestError,
     SheetsUnavailable,
 )
-from syncd.sheets.writer import SheetsWriter, UpsertReport
+from syncd.sheets.reports import UpsertReport
+from syncd.sheets.writer import SheetsWriter
 from syncd.store.rows import RowState
 from tests.fixtures_sheets import SheetsSandbox
 

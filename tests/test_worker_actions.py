@@ -29,7 +29,7 @@ from syncd.engine.worker import Worker
 from syncd.intake.resources import ResourceRef
 from syncd.mapping.cells import Row
 from syncd.ops.daemon import build_worker
-from syncd.sheets.writer import UpsertReport
+from syncd.sheets.reports import UpsertReport
 from syncd.store.database import Store
 from syncd.store.inbox import InboxEvent
 from tests.test_ordering import URL, FakeCobot, FakeSheets, worker_settings

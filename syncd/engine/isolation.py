@@ -15,7 +15,8 @@ from syncd.config.settings import SheetSettings
 from syncd.core.errors import Action, SyncdError
 from syncd.engine.work import UnexpectedError
 from syncd.mapping.cells import Row
-from syncd.sheets.writer import SheetsWriter, UpsertReport
+from syncd.sheets.reports import UpsertReport
+from syncd.sheets.writer import SheetsWriter
 
 log = logging.getLogger("syncd.worker")
 

@@ -68,7 +68,8 @@ from syncd.engine.rowplan import SheetBatch, write_batch
 from syncd.intake.resources import listed_url, ref_of_url
 from syncd.mapping.computed import uses_member
 from syncd.mapping.rows import FILTERED_OUT, Observation
-from syncd.sheets.writer import SheetsWriter, UpsertReport
+from syncd.sheets.reports import UpsertReport
+from syncd.sheets.writer import SheetsWriter
 from syncd.store.database import Store
 from syncd.store.meta import ResyncCheckpoint, ResyncRun, SafetyStop
 from syncd.store.rows import RowState

@@ -9,15 +9,17 @@ the retry corrects and never states for rows that were not written.
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from zoneinfo import ZoneInfo
 
 from syncd.config.settings import SheetSettings
-from syncd.core.errors import SyncdError
+from syncd.core.errors import Action, SyncdError
 from syncd.engine.isolation import upsert_isolating
 from syncd.mapping.cells import Row
 from syncd.mapping.rows import MappedRow, Observation, Outcome, mapped_row
-from syncd.sheets.writer import SheetsWriter, UpsertReport
+from syncd.sheets.reports import Upsert, UpsertReport
+from syncd.sheets.writer import SheetsWriter
 from syncd.store.rows import RowState
 
 log = logging.getLogger("syncd.rows")
@@ -89,3 +91,29 @@ async def write_batch(writer: SheetsWriter, batch: SheetBatch) -> dict[str, Sync
             )
             refused.update(dict.fromkeys(batch.removals, exc))
     return refused
+
+
+async def write_batches(
+    writer: SheetsWriter, batches: Sequence[SheetBatch]
+) -> dict[str, dict[str, SyncdError]]:
+    """Write several worksheets' batches, their rows in one request when they fit
+    (``SheetsWriter.upsert_many``); by worksheet title, the URLs not written, with why.
+
+    The caller holds every worksheet's lock. Only a write refused for its content is
+    written again one worksheet at a time (where a poisoned row is isolated); a temporary
+    failure or a pause concerns every row of the request.
+    """
+    shared = [batch for batch in batches if batch.rows]
+    if len(shared) > 1 and not any(batch.removals for batch in batches):
+        jobs = [Upsert(batch.sheet, batch.rows, batch.unchanged) for batch in shared]
+        try:
+            reports = await writer.upsert_many(jobs)
+        except SyncdError as exc:
+            if exc.action is not Action.DEAD_LETTER:
+                return {b.sheet.title: dict.fromkeys(b.rows, exc) for b in batches}
+            log.warning("writing %d worksheets at once failed: %s", len(shared), exc)
+        else:
+            for batch, report in zip(shared, reports, strict=True):
+                batch.reports.append(report)
+            return {batch.sheet.title: {} for batch in batches}
+    return {batch.sheet.title: await write_batch(writer, batch) for batch in batches}

@@ -32,14 +32,15 @@ from syncd.core.metrics import Metrics
 from syncd.engine.eventlog import EventLog
 from syncd.engine.localcopy import Subject, kept_copy, stamp_at
 from syncd.engine.pacing import Pacer
-from syncd.engine.rowplan import SheetBatch, write_batch
+from syncd.engine.rowplan import SheetBatch, write_batches
 from syncd.engine.settle import RETRY_BASE_SECONDS, Settler
 from syncd.engine.spaces import Spaces
 from syncd.engine.work import Failure, UnexpectedError, UrlWork
 from syncd.intake.resources import ref_of_url
 from syncd.mapping.computed import NO_CONTEXT, RowContext
 from syncd.mapping.rows import Observation, sheets_for
-from syncd.sheets.writer import SheetsWriter, UpsertReport
+from syncd.sheets.reports import UpsertReport
+from syncd.sheets.writer import SheetsWriter
 from syncd.store.database import Store
 from syncd.store.inbox import InboxEvent
 from syncd.store.meta import LastError, LastWrite
@@ -163,7 +164,10 @@ class Worker:
         self._arrivals = 0
         self._last_flush_at = self.clock()
         self.pacer.started()
-        await self.flush(events)
+        try:
+            await self.flush(events)
+        finally:
+            self.pacer.finished()
 
     async def _wait_for_work(
         self, stop: asyncio.Event, timeout: float, until_full: bool = False
@@ -341,16 +345,19 @@ class Worker:
     async def _fetch_all(self, works: list[UrlWork]) -> None:
         """Fetch every non-deleted URL, a burst of one kind in as few requests as it allows.
 
-        A flush whose fetches go out in one round has the layout of the first worksheet it
-        writes read meanwhile (``SheetsWriter.read_ahead``), so a lone change costs about one
-        Cobot and one Sheets round trip instead of three in a row.
+        A flush whose fetches go out in one round has the layouts of the worksheets it writes
+        read meanwhile, in one request (``SheetsWriter.read_ahead``), so a lone change costs
+        about one Cobot and one Sheets round trip instead of three in a row.
         """
         wanted = [work for work in works if work.deletion is None]
         fetching = self.spaces.fetch(wanted)
-        first = next((s for s in self.sheets if any(s in w.sheets for w in works)), None)
-        if first is not None and 0 < len(wanted) <= self.sync.fetch_concurrency:
-            urls = [w.ref.url for w in works if first in w.sheets]
-            results, _ = await asyncio.gather(fetching, self.writer.read_ahead(first, urls))
+        if 0 < len(wanted) <= self.sync.fetch_concurrency:
+            touched = [
+                (sheet, [w.ref.url for w in works if sheet in w.sheets])
+                for sheet in self.sheets
+                if any(sheet in w.sheets for w in works)
+            ]
+            results, _ = await asyncio.gather(fetching, self.writer.read_ahead(touched))
         else:
             results = await fetching
         for work in wanted:
@@ -432,13 +439,18 @@ class Worker:
         worksheet it goes to is."""
         written: set[tuple[str, str]] = set()
         errors: dict[tuple[str, str], SyncdError] = {}
-        for title, batch in batches.items():
-            # Decide, write and save under one lock: see mapping/rows.py's ordering rule.
-            async with self.writer.locked(title):
+        # Decide, write and save under the locks: see mapping/rows.py's ordering rule. All of
+        # the flush's worksheets at once, so their rows can share one write.
+        async with self.writer.locked(*batches):
+            for batch in batches.values():
                 await self._decide_again(batch, works, contexts)
-                refused = await write_batch(self.writer, batch)
+            refusals = await write_batches(self.writer, list(batches.values()))
+            for title, batch in batches.items():
+                refused = refusals[title]
                 saved = {u: s for u, s in batch.states.items() if u not in refused}
                 await self.store.complete([], {title: saved})
+        for title, batch in batches.items():
+            refused = refusals[title]
             errors.update(((title, url), error) for url, error in refused.items())
             self.metrics.events_processed.inc(
                 sum(

@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -218,11 +218,41 @@ class Worksheets:
             f"the header row of worksheet {sheet.title!r} kept changing while it was read"
         )
 
-    async def _read_header_and_keys(
-        self, worksheet: Worksheet, key_column: int | None, stats: FlushStats
-    ) -> tuple[list[str], list[str], _Tail | None]:
-        """One ``values:batchGet`` (1 read) of row 1 and, when known, the key column and the
-        rows below its last value as last read."""
+    async def read_layouts(
+        self, items: Sequence[tuple[SheetSettings, Worksheet, Collection[str], FlushStats]]
+    ) -> list[Layout]:
+        """The layouts of several worksheets, in one read for those in their steady state
+        (counted in the first item's stats).
+
+        A flush that touches several worksheets reads them all in one ``values:batchGet``:
+        Google counts it as one read whatever ranges it holds. A worksheet whose header this
+        process does not know yet, or whose row 1 reads differently from what it knew (a
+        column moved, renamed or deleted), is read again on its own by ``read_layout``,
+        which repairs it.
+        """
+        steady = {
+            id(worksheet): self._layout_ranges(worksheet, wanted)
+            for sheet, worksheet, _, _ in items
+            if (wanted := header_index(worksheet.header or []).get(sheet.key_column)) is not None
+        }
+        flat = [r for own in steady.values() for r in own]
+        read = await self._transport.batch_get_columns(flat, items[0][3]) if flat else []
+        layouts = []
+        for sheet, worksheet, keys, stats in items:
+            own = steady.get(id(worksheet))
+            if own is not None:
+                values, read = read[: len(own)], read[len(own) :]
+                header, key_cells, tail = self._parse_layout(worksheet, values)
+                if header == worksheet.header:
+                    content_end = await self._content_end(worksheet, key_cells, tail, stats)
+                    layouts.append(Layout(header_index(header), key_cells, content_end))
+                    continue
+            layouts.append(await self.read_layout(sheet, worksheet, keys, stats))
+        return layouts
+
+    def _layout_ranges(self, worksheet: Worksheet, key_column: int | None) -> list[str]:
+        """Row 1 and, when known, the key column and the rows below its last value as last
+        read."""
         title = quote_title(worksheet.title)
         ranges = [f"{title}!1:1"]
         tail_start = worksheet.tail_start
@@ -231,12 +261,27 @@ class Worksheets:
             ranges.append(f"{title}!{letters}:{letters}")
             if tail_start is not None and tail_start <= worksheet.row_count:
                 ranges.append(_tail_range(worksheet, tail_start))
-        read = await self._transport.batch_get_columns(ranges, stats)
+        return ranges
+
+    @staticmethod
+    def _parse_layout(
+        worksheet: Worksheet, read: list[list[list[Any]]]
+    ) -> tuple[list[str], list[str], _Tail | None]:
         columns = read[0] if read else []
         header = [cell_text(column[0]) if column else "" for column in columns]
         keys = read[1] if len(read) > 1 else []
+        tail_start = worksheet.tail_start
         tail = _Tail(tail_start, read[2]) if len(read) > 2 and tail_start else None
         return header, [cell_text(cell) for cell in (keys[0] if keys else [])], tail
+
+    async def _read_header_and_keys(
+        self, worksheet: Worksheet, key_column: int | None, stats: FlushStats
+    ) -> tuple[list[str], list[str], _Tail | None]:
+        """One ``values:batchGet`` (1 read) of row 1 and, when known, the key column and the
+        rows below its last value as last read."""
+        ranges = self._layout_ranges(worksheet, key_column)
+        read = await self._transport.batch_get_columns(ranges, stats)
+        return self._parse_layout(worksheet, read)
 
     async def _content_end(
         self, worksheet: Worksheet, key_cells: list[str], tail: _Tail | None, stats: FlushStats

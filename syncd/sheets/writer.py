@@ -1,10 +1,10 @@
 """The Sheets writer: upserts rows into worksheets keyed by the resource URL.
 
 Google allows 60 reads and 60 writes per minute per service account and counts a batch as one
-request, so one flush of a worksheet costs, whatever the number of rows:
+request, so one flush costs, whatever the number of rows and of worksheets (``upsert_many``):
 
-1. one read: ``values:batchGet`` of row 1, the key column and the rows below its last value
-   (column-major);
+1. one read: ``values:batchGet`` of each worksheet's row 1, key column and the rows below its
+   last value (column-major);
 2. one write: ``values:batchUpdate`` (RAW) with one range per contiguous run of cells per row.
 
 Only when the grid must grow does a ``spreadsheets:batchUpdate`` (``appendDimension`` plus the
@@ -25,46 +25,51 @@ write addresses fixed rows and is therefore idempotent, which is what makes retr
 (``values.append`` is not, and is never used).
 
 A lone change should cost about one Cobot GET and one Sheets write, so a caller may have the
-layout read while it fetches (``read_ahead``), under the worksheet's lock. The first request
+layouts read while it fetches (``read_ahead``), under the worksheets' locks. The first request
 of the next upsert is placed from that read only when no daemon process held the lock in
-between (the lock counts its turns) and it is at most ``READ_AHEAD_SECONDS`` old; every other
-request and every retry reads afresh (docs/reliability.md, "the row-position rule").
+between and it is at most ``READ_AHEAD_SECONDS`` old (``turns``); every other request and
+every retry reads afresh (docs/reliability.md, "the row-position rule").
 
 The writer also removes rows (``remove``, see ``removal``) and, when asked, checks how a
 worksheet looks (``check_presentation``, see ``presentation``).
 
 This module orchestrates one upsert: ``worksheets`` keeps each worksheet's grid and header
 in repair, ``planning`` decides where every cell goes, ``progress`` keeps the upsert's
-bookkeeping and ``transport`` sends the requests.
+bookkeeping, ``turns`` the locks and layouts read ahead, and ``transport`` sends the requests.
 """
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import functools
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Mapping
-from contextvars import ContextVar
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
 from syncd.config.settings import GoogleSettings, SheetSettings
 from syncd.core.budget import RequestBudget
-from syncd.core.errors import SyncdError
 from syncd.core.metrics import Metrics
 from syncd.core.retry import Backoff
 from syncd.mapping.cells import Row
 from syncd.sheets.auth import gspread_client
 from syncd.sheets.errors import SheetsRequestError
-from syncd.sheets.planning import Layout, Worksheet, check_headers, first_chunk, place, value_ranges
+from syncd.sheets.planning import (
+    Layout,
+    Placement,
+    Worksheet,
+    check_headers,
+    first_chunk,
+    place,
+    value_ranges,
+)
 from syncd.sheets.progress import NothingLeft, Progress
 from syncd.sheets.removal import remove_rows
+from syncd.sheets.reports import RequestCount, Upsert, UpsertReport
 from syncd.sheets.transport import DEFAULT_ATTEMPTS, DEFAULT_BACKOFF, ClientFactory, SheetsTransport
+from syncd.sheets.turns import Turns
 from syncd.sheets.worksheets import FlushStats, Worksheets
-from syncd.store.filelock import file_lock
 from syncd.store.rows import RowState
 
 log = logging.getLogger("syncd.sheets")
@@ -73,52 +78,9 @@ T = TypeVar("T")
 #: Google recommends payloads under 2 MB; stay well below, counting the JSON we send.
 MAX_WRITE_BYTES = 1_000_000
 MAX_RANGES_PER_WRITE = 5_000
-#: Oldest a layout read ahead may be when the write it places is prepared: a person's sort
-#: in that time is the same risk as in the round trip between any read and its write.
-READ_AHEAD_SECONDS = 2.0
 
 #: A worksheet's title -> the state of every row written there, with its cells.
 StoredRows = Callable[[str], Awaitable[Mapping[str, RowState]]]
-
-
-@dataclass(frozen=True)
-class RequestCount:
-    """Requests sent to Google, as the quota counts them (every attempt counts)."""
-
-    reads: int = 0
-    writes: int = 0
-
-    @property
-    def total(self) -> int:
-        return self.reads + self.writes
-
-
-@dataclass(frozen=True)
-class UpsertReport:
-    """What one upsert did to one worksheet."""
-
-    sheet: str
-    updated: int
-    appended: int
-    #: Rows passed in ``only_if_missing`` that were found in the sheet and left alone.
-    unchanged: int
-    requests: RequestCount
-    repairs: tuple[str, ...]
-    duration: float
-    #: Rows deleted (``SheetsWriter.remove``); an upsert deletes none.
-    removed: int = 0
-
-
-@dataclass(frozen=True)
-class _ReadAhead:
-    """A layout read under the worksheet's lock for the next upsert's first request."""
-
-    worksheet: Worksheet
-    layout: Layout
-    stats: FlushStats
-    #: The lock's turn the read was made in.
-    turn: int
-    read_at: float
 
 
 class SheetsWriter:
@@ -152,17 +114,9 @@ class SheetsWriter:
             backoff=backoff,
         )
         self._worksheets = Worksheets(self._transport)
-        self._sheet_locks: dict[str, asyncio.Lock] = {}
-        #: The worksheets whose lock the current task holds (see ``locked``).
-        self._held: ContextVar[frozenset[str]] = ContextVar("held", default=frozenset())
-        #: Locked around every upsert when set, so that another process writing this
-        #: spreadsheet (the daemon, `syncd backfill`) cannot append the same URL meanwhile.
-        self._lock_path = lock_path
-        #: Turns of the lock taken in this process (counted in the lock file when there is
-        #: one, so that other processes' turns count too), and the turn each held lock is in.
-        self._turns = 0
-        self._turn_of: dict[str, int] = {}
-        self._ahead: dict[str, _ReadAhead] = {}
+        self._turns = Turns(self._worksheets, lock_path)
+        #: See ``Turns.locked``.
+        self.locked = self._turns.locked
         #: The rows last written in a worksheet, to refill the columns a person deleted.
         self._stored_rows = stored_rows
         #: Re-created columns not refilled yet, by casefolded title: an upsert that failed
@@ -198,17 +152,43 @@ class SheetsWriter:
             async with self.locked(sheet.title):
                 upsert = functools.partial(self._upsert_once, sheet, rows, only_if_missing, stats)
                 progress = await self._refreshing(sheet, stats, upsert)
-        report = UpsertReport(
-            sheet=sheet.title,
-            updated=progress.updated,
-            appended=progress.appended,
-            unchanged=progress.unchanged,
-            requests=RequestCount(stats.reads, stats.writes),
-            repairs=tuple(stats.repairs),
-            duration=time.monotonic() - started,
-        )
-        self._record(report)
-        return report
+        return self._report(progress, stats, started)
+
+    async def upsert_many(self, jobs: Sequence[Upsert]) -> list[UpsertReport]:
+        """Upsert into several worksheets, in one write when each one's rows fit one request.
+
+        A flush often touches two or three worksheets, and Google counts a
+        ``values:batchUpdate`` as one write whatever ranges it holds, so one request for all
+        of them spends a third to a half of the writes and round trips. The layouts are read
+        in one request too, or taken from ``read_ahead``. Anything beyond the common case (a
+        grid to grow, columns to refill, rows for more than one request, a 400) is done as
+        one ``upsert`` per worksheet instead, with the same guarantees.
+        """
+        for job in jobs:
+            check_headers(job.sheet, job.rows)
+        jobs = [job for job in jobs if job.rows]
+        started = time.monotonic()
+        async with self.locked(*(job.sheet.title for job in jobs)):
+            if len(jobs) > 1:
+                together = _Together(jobs)
+                try:
+                    await self._upsert_together(together)
+                except _Apart:
+                    pass
+                except SheetsRequestError as exc:
+                    log.info("one write for %d worksheets was refused (%s)", len(jobs), exc)
+                else:
+                    titles = [job.sheet.title for job in jobs]
+                    return [
+                        self._report(
+                            progress, stats, started, tuple(t for t in titles if t != stats.sheet)
+                        )
+                        for progress, stats in zip(together.progress, together.stats, strict=True)
+                    ]
+            return [
+                await self.upsert(job.sheet, job.rows, only_if_missing=job.only_if_missing)
+                for job in jobs
+            ]
 
     async def remove(self, sheet: SheetSettings, urls: Collection[str]) -> UpsertReport:
         """Delete every row of ``sheet`` holding one of ``urls`` (duplicates too); URLs no row
@@ -224,7 +204,7 @@ class SheetsWriter:
         if urls:
             async with self.locked(sheet.title):
                 # Rows move up: a layout read before would place the next write wrongly.
-                self._ahead.pop(sheet.title.casefold(), None)
+                self._turns.drop_ahead(sheet.title)
 
                 async def attempt() -> int:
                     worksheet = await self._worksheets.get(sheet, stats)
@@ -233,18 +213,7 @@ class SheetsWriter:
                     )
 
                 removed = await self._refreshing(sheet, stats, attempt)
-        report = UpsertReport(
-            sheet=sheet.title,
-            updated=0,
-            appended=0,
-            unchanged=0,
-            requests=RequestCount(stats.reads, stats.writes),
-            repairs=tuple(stats.repairs),
-            duration=time.monotonic() - started,
-            removed=removed,
-        )
-        self._record(report)
-        return report
+        return self._report(Progress({}, set()), stats, started, removed=removed)
 
     async def check_presentation(self, sheet: SheetSettings) -> tuple[str, ...]:
         """Put the worksheet's number formats, header row and highlight rule right (see
@@ -267,41 +236,9 @@ class SheetsWriter:
         """The read and write budgets, by which the worker paces its flushes."""
         return self._budgets
 
-    async def read_ahead(self, sheet: SheetSettings, urls: Collection[str]) -> None:
-        """Read the worksheet's layout now, for the next upsert's first request (see the
-        module's docstring); a failure here is left to that upsert, which then reads itself."""
-        stats = FlushStats(sheet=sheet.title, max_attempts=1)
-        try:
-            async with self.locked(sheet.title):
-                worksheet = await self._worksheets.get(sheet, stats)
-                layout = await self._worksheets.read_layout(sheet, worksheet, urls, stats)
-                turn = self._turn_of[sheet.title.casefold()]
-                read = _ReadAhead(worksheet, layout, stats, turn, time.monotonic())
-                self._ahead[sheet.title.casefold()] = read
-        except SyncdError as exc:
-            log.info("%s: reading ahead failed (%s); the write reads itself", sheet.title, exc)
-
-    @contextlib.asynccontextmanager
-    async def locked(self, title: str) -> AsyncIterator[None]:
-        """Hold the worksheet's lock, in this process and against any other writing this
-        spreadsheet; upserts inside do not take it again.
-
-        A caller that reads row states, decides the rows, writes them and saves the states
-        holds it around all four, so no other writer's decision can fall in between.
-        """
-        key = title.casefold()
-        if key in self._held.get():
-            yield
-            return
-        async with self._sheet_lock(title), self._process_lock() as turn:
-            self._turns += 1
-            self._turn_of[key] = turn if turn is not None else self._turns
-            token = self._held.set(self._held.get() | {key})
-            try:
-                yield
-            finally:
-                self._held.reset(token)
-                del self._turn_of[key]
+    async def read_ahead(self, wanted: Sequence[tuple[SheetSettings, Collection[str]]]) -> None:
+        """Read these worksheets' layouts now for the next upsert (see ``Turns.read_ahead``)."""
+        await self._turns.read_ahead(wanted)
 
     def close(self) -> None:
         """Stop the request thread without waiting for a request in flight."""
@@ -346,16 +283,73 @@ class SheetsWriter:
                 break
             last_row = progress.sent()
             worksheet.tail_start = max(worksheet.tail_start or 0, last_row + 1)
-        self._refills_owed.pop(sheet.title.casefold(), None)
-        self._worksheets.remember_keys(sheet.title, progress.keys | set(rows))
+        self._finish(Upsert(sheet, rows, only_if_missing), progress, stats)
+        return progress
+
+    def _finish(self, job: Upsert, progress: Progress, stats: FlushStats) -> None:
+        """Remember what an upsert left in the worksheet, and report the rows it restored."""
+        self._refills_owed.pop(job.sheet.title.casefold(), None)
+        self._worksheets.remember_keys(job.sheet.title, progress.keys | set(job.rows))
         # Rows the caller had written before and expected here: someone deleted them.
         restored = [
-            url for url in only_if_missing if url in progress.written and url not in progress.refill
+            url
+            for url in job.only_if_missing
+            if url in progress.written and url not in progress.refill
         ]
         if restored:
             shown = ", ".join(restored[:3]) + (", ..." if len(restored) > 3 else "")
             stats.repair(f"re-created {len(restored)} row(s) missing from the sheet: {shown}")
-        return progress
+
+    async def _upsert_together(self, together: _Together) -> None:
+        """One write of every job's rows, each placed from a read just before the attempt."""
+        for job, stats in zip(together.jobs, together.stats, strict=True):
+            together.worksheets.append(await self._worksheets.get(job.sheet, stats))
+        prepare = functools.partial(self._prepare_together, together)
+        with contextlib.suppress(NothingLeft):
+            await self._transport.write_values(prepare, together.stats[0])
+        for job, worksheet, progress in zip(
+            together.jobs, together.worksheets, together.progress, strict=True
+        ):
+            if progress.sending:
+                worksheet.tail_start = max(worksheet.tail_start or 0, progress.sent() + 1)
+            self._finish(job, progress, together.stats[0])
+
+    async def _prepare_together(self, together: _Together) -> list[dict[str, Any]]:
+        """The value ranges of every job, or ``_Apart`` when one needs more than one request."""
+        items = list(
+            zip(together.jobs, together.worksheets, together.progress, together.stats, strict=True)
+        )
+        ahead = [self._turns.take_ahead(j.sheet, w, p, s) for j, w, p, s in items]
+        layouts = [layout for layout in ahead if layout is not None]
+        if len(layouts) < len(items):
+            layouts = await self._worksheets.read_layouts(
+                [(j.sheet, w, p.pending, s) for j, w, p, s in items]
+            )
+        groups: list[tuple[str, list[dict[str, Any]]]] = []
+        for (job, worksheet, progress, stats), layout in zip(items, layouts, strict=True):
+            progress.keys = frozenset(filter(None, (c.strip() for c in layout.key_cells[1:])))
+            owed = self._refills_owed.setdefault(job.sheet.title.casefold(), set())
+            owed.update(stats.recreated)
+            if owed:
+                raise _Apart  # refilled by upsert, which reads the stored rows
+            placement = place(layout, progress.pending, progress.only_if_missing)
+            progress.skip(placement.skipped)
+            if placement.last_row > worksheet.row_count:
+                raise _Apart
+            own = value_ranges(
+                worksheet.title, job.sheet.key_column, layout, placement.targets, progress.pending
+            )
+            _warn_duplicates(job.sheet, placement, [url for url, _ in own])
+            progress.sending = {
+                url: (placement.targets[url], url in placement.new) for url, _ in own
+            }
+            groups.extend(own)
+        urls, data = first_chunk(groups, MAX_WRITE_BYTES, MAX_RANGES_PER_WRITE)
+        if len(urls) < len(groups):
+            raise _Apart
+        if not data:
+            raise NothingLeft
+        return data
 
     async def _next_request(
         self, sheet: SheetSettings, worksheet: Worksheet, progress: Progress, stats: FlushStats
@@ -378,49 +372,42 @@ class SheetsWriter:
             worksheet.title, sheet.key_column, layout, placement.targets, progress.pending
         )
         urls, data = first_chunk(groups, MAX_WRITE_BYTES, MAX_RANGES_PER_WRITE)
-        for url in urls:
-            if url in placement.duplicates:
-                numbers = placement.duplicates[url]
-                log.warning(
-                    "%s: %s is in rows %s; updated row %d only",
-                    sheet.title,
-                    url,
-                    ", ".join(map(str, numbers)),
-                    numbers[0],
-                )
+        _warn_duplicates(sheet, placement, urls)
         progress.sending = {url: (placement.targets[url], url in placement.new) for url in urls}
         return data
 
     async def _layout(
         self, sheet: SheetSettings, worksheet: Worksheet, progress: Progress, stats: FlushStats
     ) -> Layout:
-        """The layout read ahead, for the upsert's first attempt when nothing can have moved
-        rows since in this or another daemon process; otherwise a fresh read."""
-        key = sheet.title.casefold()
-        ahead = self._ahead.pop(key, None)
-        if (
-            ahead is not None
-            and not progress.written
-            and ahead.worksheet is worksheet
-            and ahead.turn + 1 == self._turn_of.get(key)
-            and time.monotonic() - ahead.read_at <= READ_AHEAD_SECONDS
-        ):
-            stats.reads += ahead.stats.reads
-            stats.writes += ahead.stats.writes
-            stats.repairs.extend(ahead.stats.repairs)
-            stats.recreated.extend(ahead.stats.recreated)
-            return ahead.layout
+        """The layout read ahead when it may still be used, otherwise a fresh read."""
+        ahead = self._turns.take_ahead(sheet, worksheet, progress, stats)
+        if ahead is not None:
+            return ahead
         return await self._worksheets.read_layout(sheet, worksheet, progress.pending, stats)
 
     # -- bookkeeping ---------------------------------------------------------------------
 
-    def _sheet_lock(self, title: str) -> asyncio.Lock:
-        """Flushes of one worksheet run one at a time: both would append at the same rows."""
-        return self._sheet_locks.setdefault(title.casefold(), asyncio.Lock())
-
-    def _process_lock(self) -> contextlib.AbstractAsyncContextManager[int | None]:
-        """The cross-process lock of ``lock_path`` (yielding its turn), or nothing."""
-        return file_lock(self._lock_path) if self._lock_path else contextlib.nullcontext()
+    def _report(
+        self,
+        progress: Progress,
+        stats: FlushStats,
+        started: float,
+        shared_with: tuple[str, ...] = (),
+        removed: int = 0,
+    ) -> UpsertReport:
+        report = UpsertReport(
+            sheet=stats.sheet,
+            updated=progress.updated,
+            appended=progress.appended,
+            unchanged=progress.unchanged,
+            requests=RequestCount(stats.reads, stats.writes),
+            repairs=tuple(stats.repairs),
+            duration=time.monotonic() - started,
+            removed=removed,
+            shared_with=shared_with,
+        )
+        self._record(report)
+        return report
 
     def _record(self, report: UpsertReport) -> None:
         written = report.updated + report.appended
@@ -428,7 +415,7 @@ class SheetsWriter:
             self._metrics.rows_written.inc(written, sheet=report.sheet)
         self._metrics.write_latency.observe(report.duration)
         log.info(
-            "%s: %d updated, %d appended, %d unchanged%s; %d read(s), %d write(s); %.2f s",
+            "%s: %d updated, %d appended, %d unchanged%s; %d read(s), %d write(s)%s; %.2f s",
             report.sheet,
             report.updated,
             report.appended,
@@ -436,6 +423,7 @@ class SheetsWriter:
             f", {report.removed} removed" if report.removed else "",
             report.requests.reads,
             report.requests.writes,
+            f" shared with {', '.join(report.shared_with)}" if report.shared_with else "",
             report.duration,
             extra={
                 "fields": {
@@ -447,7 +435,35 @@ class SheetsWriter:
                     "reads": report.requests.reads,
                     "writes": report.requests.writes,
                     "repairs": len(report.repairs),
+                    "shared_with": list(report.shared_with),
                     "duration": round(report.duration, 3),
                 }
             },
         )
+
+
+class _Apart(Exception):
+    """The jobs of ``upsert_many`` cannot share one request: one upsert each instead."""
+
+
+class _Together:
+    """One ``upsert_many`` write: the jobs with their worksheets, progress and requests."""
+
+    def __init__(self, jobs: Sequence[Upsert]) -> None:
+        self.jobs = list(jobs)
+        self.worksheets: list[Worksheet] = []
+        self.progress = [Progress(dict(j.rows), set(j.only_if_missing)) for j in jobs]
+        self.stats = [FlushStats(sheet=j.sheet.title) for j in jobs]
+
+
+def _warn_duplicates(sheet: SheetSettings, placement: Placement, urls: Collection[str]) -> None:
+    for url in urls:
+        if url in placement.duplicates:
+            numbers = placement.duplicates[url]
+            log.warning(
+                "%s: %s is in rows %s; updated row %d only",
+                sheet.title,
+                url,
+                ", ".join(map(str, numbers)),
+                numbers[0],
+            )
