@@ -95,6 +95,46 @@ def test_invoice_and_booking_rows_show_their_member(make_daemon: MakeDaemon) -> 
     assert daemon.stop() == 0
 
 
+def test_a_renamed_member_is_shown_anew_in_every_row_that_shows_them(
+    make_daemon: MakeDaemon,
+) -> None:
+    """No webhook comes for an invoice when its member changes: the flush that writes the
+    member writes the member's invoice and booking rows again, from the local copy (no Cobot
+    request for them), in the same request; another member's rows are not touched."""
+    sheets = {"Members": MEMBERS, "Invoices": INVOICES, "Bookings": BOOKINGS}
+    daemon = fast_daemon(make_daemon, sheet_config=sheets).start()
+    sim, emulator = daemon.cobot.sim, daemon.sheets.emulator
+    ada = sim.create("membership", name="Ada Example")
+    other = sim.create("membership", name="Other Person")
+    invoices = [sim.create("invoice", member=m["id"]) for m in (ada, ada, other)]
+    booking = sim.create("booking", member=ada["id"])
+    settle(daemon)
+    gets_before, log_start = len(resource_gets(daemon)), len(emulator.request_log)
+
+    sim.update("membership", ada["id"], name="Ada Renamed", email="ada.renamed@example.org")
+    settle(daemon)
+
+    rows = by_url(daemon.rows("Invoices"))
+    shown = {
+        url: rows[sim.url_for("invoice", i["id"])]["Member email"]
+        for url, i in [("ada", invoices[0]), ("ada again", invoices[1]), ("other", invoices[2])]
+    }
+    assert shown == {
+        "ada": "ada.renamed@example.org",
+        "ada again": "ada.renamed@example.org",
+        "other": other["email"],
+    }
+    booked = by_url(daemon.rows("Bookings"))[sim.url_for("booking", booking["id"])]
+    assert booked["Member email"] == "ada.renamed@example.org"
+    assert resource_gets(daemon)[gets_before:] == [f"/api/memberships/{ada['id']}"]
+    kinds = [r.kind for r in emulator.request_log[log_start:] if r.kind is not None]
+    assert kinds == ["read", "write"], kinds
+    log = daemon.logs()
+    assert "Invoices: 2 row(s) show a member that changed" in log, "the other's row not at all"
+    assert "Bookings: 1 row(s) show a member that changed" in log
+    assert daemon.stop() == 0
+
+
 def test_a_where_sheet_gains_and_loses_a_row(make_daemon: MakeDaemon) -> None:
     sheets = {"Invoices": INVOICES, "Unpaid invoices": UNPAID}
     daemon = fast_daemon(make_daemon, sheet_config=sheets).start()

@@ -46,10 +46,7 @@ class SheetBatch:
     def decide(self, seen: Observation, tz: ZoneInfo, held: RowState | None) -> MappedRow | None:
         """Decide (again) what the row of ``seen.url`` becomes, replacing an earlier decision."""
         url = seen.url
-        for decided in (self.rows, self.states):
-            decided.pop(url, None)
-        for marked in (self.unchanged, self.removals, self.superseded):
-            marked.discard(url)
+        self.forget(url)
         row = mapped_row(self.sheet, seen, tz, held)
         if row is None:
             self.superseded.add(url)
@@ -69,6 +66,13 @@ class SheetBatch:
             if row.outcome is Outcome.UNCHANGED:
                 self.unchanged.add(url)
         return row
+
+    def forget(self, url: str) -> None:
+        """Drop what was decided for ``url``: the batch leaves its row alone."""
+        for decided in (self.rows, self.states):
+            decided.pop(url, None)
+        for marked in (self.unchanged, self.removals, self.superseded):
+            marked.discard(url)
 
     @property
     def settled(self) -> set[str]:

@@ -1,10 +1,10 @@
 """The worker: drains the inbox in batches through fetch -> map -> write.
 
 One flush takes the due events, folds every event about one URL into one unit of work (one
-fetch, one row per worksheet), and per worksheet, under the worksheet's lock, decides the rows
-from the row states (the ordering rule of mapping/rows.py), writes them in one upsert and saves
-their states; only then are the events marked done. A crash at any point therefore leaves the
-events pending, and the retry finds the rows by URL instead of adding them twice.
+fetch, one row per worksheet), and under its worksheets' locks decides the rows from the row
+states (the ordering rule of mapping/rows.py; memberrows adds rows showing a changed member),
+writes them in one request and saves their states; only then are the events marked done. A
+crash therefore leaves the events pending, and the retry finds the rows by URL again.
 
 A failed fetch or write leaves its events to what the error says (``Action``): a temporary
 failure is retried with capped backoff for as long as it lasts, one that needs a person (a
@@ -29,6 +29,7 @@ from syncd.config.settings import SheetSettings, SyncSettings
 from syncd.core.errors import SyncdError
 from syncd.core.events import EVENTS, embedded_resource
 from syncd.core.metrics import Metrics
+from syncd.engine import memberrows
 from syncd.engine.eventlog import EventLog
 from syncd.engine.localcopy import Subject, kept_copy, stamp_at
 from syncd.engine.pacing import Pacer
@@ -233,7 +234,12 @@ class Worker:
         batches = await self._build_batches(ready, contexts)
         failures += [Failure("map", w.error, w.events) for w in ready if w.error is not None]
         ready = [work for work in ready if work.error is None]
-        done_ids, write_failures = await self._write_all(batches, ready, contexts)
+        member_rows = await memberrows.rows_of_changed_members(
+            self.sheets, self.store, self.spaces, ready
+        )
+        for sheet in (s for s in self.sheets if s.title in member_rows):
+            batches.setdefault(sheet.title, SheetBatch(sheet))
+        done_ids, write_failures = await self._write_all(batches, ready, contexts, member_rows)
         failures += write_failures
         # Before anything is marked done, so a crash leaves rows the retry overwrites.
         await self.event_log.record(unmapped, ready, done_ids, failures)
@@ -354,8 +360,7 @@ class Worker:
         if 0 < len(wanted) <= self.sync.fetch_concurrency:
             touched = [
                 (sheet, [w.ref.url for w in works if sheet in w.sheets])
-                for sheet in self.sheets
-                if any(sheet in w.sheets for w in works)
+                for sheet in memberrows.sheets_to_read(self.sheets, works)
             ]
             results, _ = await asyncio.gather(fetching, self.writer.read_ahead(touched))
         else:
@@ -434,6 +439,7 @@ class Worker:
         batches: Mapping[str, SheetBatch],
         works: list[UrlWork],
         contexts: Mapping[str, RowContext],
+        member_rows: Mapping[str, Sequence[memberrows.MemberRow]],
     ) -> tuple[list[int], list[Failure]]:
         """Upsert each worksheet's rows and save their states; a URL is done once every
         worksheet it goes to is."""
@@ -444,6 +450,9 @@ class Worker:
         async with self.writer.locked(*batches):
             for batch in batches.values():
                 await self._decide_again(batch, works, contexts)
+                await memberrows.decide_member_rows(
+                    batch, member_rows.get(batch.sheet.title, ()), self.store, self.tz
+                )
             refusals = await write_batches(self.writer, list(batches.values()))
             for title, batch in batches.items():
                 refused = refusals[title]

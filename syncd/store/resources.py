@@ -122,6 +122,16 @@ class Resources(Connection):
         )
         return {copy.ident: copy for copy in copies.values()}
 
+    async def kept_of_members(
+        self, kind: str, space: str, member_ids: Iterable[str]
+    ) -> dict[str, Kept]:
+        """The kept resources of one kind that belong to these memberships of one space."""
+        return await self._call(
+            self._select_kept,
+            "kind = ? AND space = ? AND member_id IN (SELECT value FROM json_each(?))",
+            (kind, space, json.dumps(sorted(set(member_ids)))),
+        )
+
     async def adopt_unattributed(self, space: str) -> None:
         """Give copies kept before spaces were recorded (space "") to ``space``, the space a
         daemon of one space served then."""

@@ -1,0 +1,115 @@
+"""Rows that show a member, rendered again when that member changes.
+
+An invoice or booking row may show its member (a ``member.*`` template). No webhook comes for
+the invoice when its member is renamed, so the worker, having kept the member's new state,
+renders the rows of that member's other resources again from the local copy, in the same
+flush: no Cobot request, and only rows whose cells changed are written, in the flush's own
+request. They are decided under the worksheet's lock like every row (the ordering rule of
+mapping/rows.py), so a newer observation another writer saved meanwhile is never overwritten.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from zoneinfo import ZoneInfo
+
+from syncd.config.settings import SheetSettings
+from syncd.engine.localcopy import MEMBERSHIP, Subject
+from syncd.engine.rowplan import SheetBatch
+from syncd.engine.spaces import Spaces
+from syncd.engine.work import UrlWork
+from syncd.mapping.computed import RowContext, uses_member
+from syncd.mapping.rows import Observation, Outcome
+from syncd.store.database import Store
+from syncd.store.resources import Kept
+
+log = logging.getLogger("syncd.worker")
+
+
+@dataclass(frozen=True)
+class MemberRow:
+    """One resource whose row shows a member this flush saw change."""
+
+    copy: Kept
+    context: RowContext
+
+
+def shows_members(sheet: SheetSettings) -> bool:
+    """Whether the worksheet's rows show a member they belong to (not their own)."""
+    return uses_member(sheet) and sheet.resource != MEMBERSHIP
+
+
+def sheets_to_read(
+    sheets: Sequence[SheetSettings], works: Iterable[UrlWork]
+) -> list[SheetSettings]:
+    """The worksheets a flush of ``works`` may write: theirs, and where a member of theirs
+    is shown (read ahead in the same request, so a member's rows cost no read of their own)."""
+    works = list(works)
+    members = any(work.ref.kind == MEMBERSHIP for work in works)
+    return [
+        sheet
+        for sheet in sheets
+        if any(sheet in work.sheets for work in works) or (members and shows_members(sheet))
+    ]
+
+
+async def rows_of_changed_members(
+    sheets: Sequence[SheetSettings], store: Store, spaces: Spaces, works: Iterable[UrlWork]
+) -> dict[str, list[MemberRow]]:
+    """By worksheet title, the kept resources (not in this flush) of the memberships in ``works``,
+    with their contexts joined from the local copy as it now holds those members."""
+    changed: dict[str, set[str]] = defaultdict(set)
+    in_flush = set()
+    for work in works:
+        in_flush.add(work.ref.url)
+        if work.ref.kind == MEMBERSHIP:
+            changed[work.space].add(work.ref.id)
+    found: dict[str, list[MemberRow]] = {}
+    if not changed:
+        return found
+    for sheet in filter(shows_members, sheets):
+        rows = []
+        for space, idents in changed.items():
+            if not sheet.holds(space):
+                continue
+            copies = await store.kept_of_members(sheet.resource, space, idents)
+            subjects = {
+                url: (space, Subject(copy.kind, copy.body))
+                for url, copy in copies.items()
+                if url not in in_flush and copy.body is not None
+            }
+            contexts = await spaces.contexts([sheet], subjects)
+            rows += [MemberRow(copies[url], contexts[url]) for url in subjects]
+        if rows:
+            found[sheet.title] = rows
+    return found
+
+
+async def decide_member_rows(
+    batch: SheetBatch, rows: Sequence[MemberRow], store: Store, tz: ZoneInfo
+) -> None:
+    """Under the worksheet's lock: add to ``batch`` the rows whose cells the member changed
+    (or that now stop or start matching ``where:``).
+
+    Rows that stay the same are left out altogether, so they cost no request."""
+    if not rows:
+        return
+    known = await store.row_states(batch.sheet.title, [row.copy.url for row in rows])
+    written = 0
+    for row in rows:
+        copy = row.copy
+        seen = Observation(copy.url, copy.body, copy.observed_at, copy.deleted_at, row.context)
+        decided = batch.decide(seen, tz, known.get(copy.url))
+        if decided is None or decided.outcome not in (Outcome.WRITE, Outcome.REMOVE):
+            batch.forget(copy.url)
+        else:
+            written += 1
+    if written:
+        log.info(
+            "%s: %d row(s) show a member that changed; written again from the local copy",
+            batch.sheet.title,
+            written,
+        )
