@@ -132,6 +132,16 @@ def test_a_renamed_member_is_shown_anew_in_every_row_that_shows_them(
     log = daemon.logs()
     assert "Invoices: 2 row(s) show a member that changed" in log, "the other's row not at all"
     assert "Bookings: 1 row(s) show a member that changed" in log
+
+    # A member without invoices or bookings: their worksheets are not even read.
+    loner = sim.create("membership", name="No Invoices")
+    settle(daemon)
+    log_start = len(emulator.request_log)
+    sim.update("membership", loner["id"], name="Still None")
+    settle(daemon)
+    reads = [r for r in emulator.request_log[log_start:] if r.kind == "read"]
+    assert len(reads) == 1 and reads[0].query["ranges"], reads
+    assert all(text.startswith("Members!") for text in reads[0].query["ranges"]), reads
     assert daemon.stop() == 0
 
 

@@ -42,18 +42,35 @@ def shows_members(sheet: SheetSettings) -> bool:
     return uses_member(sheet) and sheet.resource != MEMBERSHIP
 
 
-def sheets_to_read(
-    sheets: Sequence[SheetSettings], works: Iterable[UrlWork]
+async def sheets_to_read(
+    sheets: Sequence[SheetSettings], store: Store, works: Sequence[UrlWork]
 ) -> list[SheetSettings]:
-    """The worksheets a flush of ``works`` may write: theirs, and where a member of theirs
-    is shown (read ahead in the same request, so a member's rows cost no read of their own)."""
-    works = list(works)
-    members = any(work.ref.kind == MEMBERSHIP for work in works)
-    return [
-        sheet
-        for sheet in sheets
-        if any(sheet in work.sheets for work in works) or (members and shows_members(sheet))
-    ]
+    """The worksheets a flush of ``works`` may write: theirs, and those showing a member of
+    theirs that has other resources kept (read ahead in the same request, so a member's rows
+    cost no read of their own; a worksheet with none of them is not read at all)."""
+    members = _members_of(works)
+    found = []
+    for sheet in sheets:
+        if any(sheet in work.sheets for work in works):
+            found.append(sheet)
+        elif shows_members(sheet) and members:
+            urls = {work.ref.url for work in works}
+            for space, idents in members.items():
+                if sheet.holds(space) and (
+                    (await store.kept_of_members(sheet.resource, space, idents)).keys() - urls
+                ):
+                    found.append(sheet)
+                    break
+    return found
+
+
+def _members_of(works: Iterable[UrlWork]) -> dict[str, set[str]]:
+    """The ids of the memberships among ``works``, by space."""
+    members: dict[str, set[str]] = defaultdict(set)
+    for work in works:
+        if work.ref.kind == MEMBERSHIP:
+            members[work.space].add(work.ref.id)
+    return members
 
 
 async def rows_of_changed_members(
@@ -61,12 +78,9 @@ async def rows_of_changed_members(
 ) -> dict[str, list[MemberRow]]:
     """By worksheet title, the kept resources (not in this flush) of the memberships in ``works``,
     with their contexts joined from the local copy as it now holds those members."""
-    changed: dict[str, set[str]] = defaultdict(set)
-    in_flush = set()
-    for work in works:
-        in_flush.add(work.ref.url)
-        if work.ref.kind == MEMBERSHIP:
-            changed[work.space].add(work.ref.id)
+    works = list(works)
+    changed = _members_of(works)
+    in_flush = {work.ref.url for work in works}
     found: dict[str, list[MemberRow]] = {}
     if not changed:
         return found

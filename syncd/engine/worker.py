@@ -360,7 +360,7 @@ class Worker:
         if 0 < len(wanted) <= self.sync.fetch_concurrency:
             touched = [
                 (sheet, [w.ref.url for w in works if sheet in w.sheets])
-                for sheet in memberrows.sheets_to_read(self.sheets, works)
+                for sheet in await memberrows.sheets_to_read(self.sheets, self.store, works)
             ]
             results, _ = await asyncio.gather(fetching, self.writer.read_ahead(touched))
         else:
