@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from zoneinfo import ZoneInfo
 
@@ -42,61 +42,50 @@ def shows_members(sheet: SheetSettings) -> bool:
     return uses_member(sheet) and sheet.resource != MEMBERSHIP
 
 
-async def sheets_to_read(
+async def kept_of_members_in(
     sheets: Sequence[SheetSettings], store: Store, works: Sequence[UrlWork]
-) -> list[SheetSettings]:
-    """The worksheets a flush of ``works`` may write: theirs, and those showing a member of
-    theirs that has other resources kept (read ahead in the same request, so a member's rows
-    cost no read of their own; a worksheet with none of them is not read at all)."""
-    members = _members_of(works)
-    found = []
-    for sheet in sheets:
-        if any(sheet in work.sheets for work in works):
-            found.append(sheet)
-        elif shows_members(sheet) and members:
-            urls = {work.ref.url for work in works}
-            for space, idents in members.items():
-                if sheet.holds(space) and (
-                    (await store.kept_of_members(sheet.resource, space, idents)).keys() - urls
-                ):
-                    found.append(sheet)
-                    break
-    return found
-
-
-def _members_of(works: Iterable[UrlWork]) -> dict[str, set[str]]:
-    """The ids of the memberships among ``works``, by space."""
+) -> dict[str, list[Kept]]:
+    """By title of a worksheet showing members, the kept resources (not in this flush) of the
+    memberships among ``works``: looked up once, before the fetch, so that their worksheets
+    are read ahead with the flush's own (a worksheet with none of them is not read at all)."""
     members: dict[str, set[str]] = defaultdict(set)
     for work in works:
         if work.ref.kind == MEMBERSHIP:
             members[work.space].add(work.ref.id)
-    return members
+    in_flush = {work.ref.url for work in works}
+    found: dict[str, list[Kept]] = {}
+    for sheet in filter(shows_members, sheets):
+        copies = [
+            copy
+            for space, idents in members.items()
+            if sheet.holds(space)
+            for copy in (await store.kept_of_members(sheet.resource, space, idents)).values()
+            if copy.url not in in_flush and copy.body is not None
+        ]
+        if copies:
+            found[sheet.title] = copies
+    return found
 
 
 async def rows_of_changed_members(
-    sheets: Sequence[SheetSettings], store: Store, spaces: Spaces, works: Iterable[UrlWork]
+    sheets: Sequence[SheetSettings],
+    spaces: Spaces,
+    kept: Mapping[str, Sequence[Kept]],
+    ready: Iterable[UrlWork],
 ) -> dict[str, list[MemberRow]]:
-    """By worksheet title, the kept resources (not in this flush) of the memberships in ``works``,
-    with their contexts joined from the local copy as it now holds those members."""
-    works = list(works)
-    changed = _members_of(works)
-    in_flush = {work.ref.url for work in works}
+    """By worksheet title, the ``kept`` resources of the memberships this flush kept (those in
+    ``ready``), with their contexts joined from the local copy as it now holds them."""
+    members = {(w.space, w.ref.id) for w in ready if w.ref.kind == MEMBERSHIP}
     found: dict[str, list[MemberRow]] = {}
-    if not changed:
-        return found
-    for sheet in filter(shows_members, sheets):
-        rows = []
-        for space, idents in changed.items():
-            if not sheet.holds(space):
-                continue
-            copies = await store.kept_of_members(sheet.resource, space, idents)
-            subjects = {
-                url: (space, Subject(copy.kind, copy.body))
-                for url, copy in copies.items()
-                if url not in in_flush and copy.body is not None
-            }
-            contexts = await spaces.contexts([sheet], subjects)
-            rows += [MemberRow(copies[url], contexts[url]) for url in subjects]
+    for sheet in (s for s in sheets if s.title in kept):
+        copies = kept[sheet.title]
+        subjects = {
+            copy.url: (copy.space, Subject(copy.kind, copy.body))
+            for copy in copies
+            if (copy.space, copy.member_id) in members
+        }
+        contexts = await spaces.contexts([sheet], subjects)
+        rows = [MemberRow(copy, contexts[copy.url]) for copy in copies if copy.url in subjects]
         if rows:
             found[sheet.title] = rows
     return found

@@ -21,7 +21,7 @@ import contextlib
 import logging
 import time
 from collections import defaultdict, deque
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Container, Iterable, Mapping, Sequence
 from zoneinfo import ZoneInfo
 
 from syncd.cobot.client import CobotClient, Fetched
@@ -223,7 +223,8 @@ class Worker:
             unmapped += late
         if unmapped:
             log.info("%d event(s) concern no configured worksheet; marked done", len(unmapped))
-        await self._fetch_all(works)
+        shown = await memberrows.kept_of_members_in(self.sheets, self.store, works)
+        await self._fetch_all(works, shown)
         ready = [work for work in works if work.error is None]
         failures = [
             Failure("fetch", w.error, w.events, where=self.spaces.scope(w.space))
@@ -234,9 +235,8 @@ class Worker:
         batches = await self._build_batches(ready, contexts)
         failures += [Failure("map", w.error, w.events) for w in ready if w.error is not None]
         ready = [work for work in ready if work.error is None]
-        member_rows = await memberrows.rows_of_changed_members(
-            self.sheets, self.store, self.spaces, ready
-        )
+        rows_shown = memberrows.rows_of_changed_members
+        member_rows = await rows_shown(self.sheets, self.spaces, shown, ready)
         for sheet in (s for s in self.sheets if s.title in member_rows):
             batches.setdefault(sheet.title, SheetBatch(sheet))
         done_ids, write_failures = await self._write_all(batches, ready, contexts, member_rows)
@@ -348,19 +348,19 @@ class Worker:
             kept.append(work)
         return kept
 
-    async def _fetch_all(self, works: list[UrlWork]) -> None:
+    async def _fetch_all(self, works: list[UrlWork], shown: Container[str]) -> None:
         """Fetch every non-deleted URL, a burst of one kind in as few requests as it allows.
 
-        A flush whose fetches go out in one round has the layouts of the worksheets it writes
-        read meanwhile, in one request (``SheetsWriter.read_ahead``), so a lone change costs
-        about one Cobot and one Sheets round trip instead of three in a row.
-        """
+        A flush fetching in one round has the layouts it writes (its worksheets', and those
+        ``shown`` a member of it) read meanwhile in one request: a lone change costs about one
+        Cobot and one Sheets round trip instead of three in a row."""
         wanted = [work for work in works if work.deletion is None]
         fetching = self.spaces.fetch(wanted)
         if 0 < len(wanted) <= self.sync.fetch_concurrency:
             touched = [
                 (sheet, [w.ref.url for w in works if sheet in w.sheets])
-                for sheet in await memberrows.sheets_to_read(self.sheets, self.store, works)
+                for sheet in self.sheets
+                if sheet.title in shown or any(sheet in w.sheets for w in works)
             ]
             results, _ = await asyncio.gather(fetching, self.writer.read_ahead(touched))
         else:

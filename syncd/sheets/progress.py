@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 
 from syncd.config.settings import SheetSettings
 from syncd.mapping.cells import Row
+from syncd.sheets.planning import Layout, Placement
 from syncd.sheets.worksheets import FlushStats
 from syncd.store.rows import RowState
 
@@ -46,6 +47,14 @@ class Progress:
         for url in urls:
             del self.pending[url]
             self.unchanged += url not in self.refill
+
+    def saw(self, layout: Layout) -> None:
+        """The key column as just read: what the worksheet holds."""
+        self.keys = frozenset(filter(None, (cell.strip() for cell in layout.key_cells[1:])))
+
+    def send(self, placement: Placement, urls: Collection[str]) -> None:
+        """The request about to be sent writes the rows of ``urls``, placed as ``placement``."""
+        self.sending = {url: (placement.targets[url], url in placement.new) for url in urls}
 
     def sent(self) -> int:
         """The request being sent succeeded; returns the last row it wrote."""

@@ -307,12 +307,12 @@ class SheetsWriter:
         prepare = functools.partial(self._prepare_together, together)
         with contextlib.suppress(NothingLeft):
             await self._transport.write_values(prepare, together.stats[0])
-        for job, worksheet, progress in zip(
-            together.jobs, together.worksheets, together.progress, strict=True
+        for job, worksheet, progress, stats in zip(
+            together.jobs, together.worksheets, together.progress, together.stats, strict=True
         ):
             if progress.sending:
                 worksheet.tail_start = max(worksheet.tail_start or 0, progress.sent() + 1)
-            self._finish(job, progress, together.stats[0])
+            self._finish(job, progress, stats)
 
     async def _prepare_together(self, together: _Together) -> list[dict[str, Any]]:
         """The value ranges of every job, or ``_Apart`` when one needs more than one request."""
@@ -327,7 +327,7 @@ class SheetsWriter:
             )
         groups: list[tuple[str, list[dict[str, Any]]]] = []
         for (job, worksheet, progress, stats), layout in zip(items, layouts, strict=True):
-            progress.keys = frozenset(filter(None, (c.strip() for c in layout.key_cells[1:])))
+            progress.saw(layout)
             owed = self._refills_owed.setdefault(job.sheet.title.casefold(), set())
             owed.update(stats.recreated)
             if owed:
@@ -340,9 +340,7 @@ class SheetsWriter:
                 worksheet.title, job.sheet.key_column, layout, placement.targets, progress.pending
             )
             _warn_duplicates(job.sheet, placement, [url for url, _ in own])
-            progress.sending = {
-                url: (placement.targets[url], url in placement.new) for url, _ in own
-            }
+            progress.send(placement, [url for url, _ in own])
             groups.extend(own)
         urls, data = first_chunk(groups, MAX_WRITE_BYTES, MAX_RANGES_PER_WRITE)
         if len(urls) < len(groups):
@@ -356,7 +354,7 @@ class SheetsWriter:
     ) -> list[dict[str, Any]]:
         """Read the layout and return the value ranges of the next request of the upsert."""
         layout = await self._layout(sheet, worksheet, progress, stats)
-        progress.keys = frozenset(filter(None, (cell.strip() for cell in layout.key_cells[1:])))
+        progress.saw(layout)
         owed = self._refills_owed.setdefault(sheet.title.casefold(), set())
         owed.update(stats.recreated)
         if owed and not progress.refill_planned:
@@ -373,7 +371,7 @@ class SheetsWriter:
         )
         urls, data = first_chunk(groups, MAX_WRITE_BYTES, MAX_RANGES_PER_WRITE)
         _warn_duplicates(sheet, placement, urls)
-        progress.sending = {url: (placement.targets[url], url in placement.new) for url in urls}
+        progress.send(placement, urls)
         return data
 
     async def _layout(
