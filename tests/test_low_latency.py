@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
 
 import pytest
@@ -23,6 +23,7 @@ from syncd.ops.daemon import build_worker
 from syncd.sheets import turns as sheets_module
 from syncd.sheets.writer import SheetsWriter
 from syncd.store.database import Store
+from syncd.store.rows import RowState
 from tests.fixtures_daemon import MakeDaemon, example_sheets
 from tests.fixtures_sheets import SheetsSandbox
 from tests.test_e2e_pipeline import fast_daemon, settle
@@ -247,3 +248,35 @@ def test_a_change_shown_in_two_worksheets_costs_one_read_and_one_write(
     assert [row["Name"] for row in daemon.rows("Members")] == ["Second"]
     assert [row["Name"] for row in daemon.rows("Team")] == ["Second"]
     assert daemon.stop() == 0
+
+
+async def test_a_column_re_created_by_a_read_ahead_is_refilled_even_when_it_went_stale(
+    sheets_emulator: SheetsSandbox, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A person renamed Email; the read ahead re-creates it, but the fetch outlasts
+    ``READ_AHEAD_SECONDS``, so the write reads afresh and sees Email in place. The column
+    must still be refilled for every row, not only the one written."""
+    stored: dict[str, RowState] = {}
+
+    async def stored_rows(title: str) -> Mapping[str, RowState]:
+        return stored
+
+    writer = new_writer(sheets_emulator, stored_rows=stored_rows)
+    try:
+        rows = members(1, 2, 3)
+        await writer.upsert(MEMBERS, rows)
+        stored.update({u: RowState(u, None, 0.0, cells) for u, cells in rows.items()})
+        sheets_emulator.emulator.set_values(
+            sheets_emulator.spreadsheet_id, "Members", [["Email (mine)"]], "B1"
+        )
+        monkeypatch.setattr(sheets_module, "READ_AHEAD_SECONDS", 0.05)
+        await writer.read_ahead([(MEMBERS, [url(1)])])
+        await asyncio.sleep(0.1)
+
+        await writer.upsert(MEMBERS, members(1, suffix=" v2"))
+    finally:
+        writer.close()
+
+    assert {u: r["Email"] for u, r in by_url(sheets_emulator).items()} == {
+        url(n): f"m{n}@example.org" for n in (1, 2, 3)
+    }

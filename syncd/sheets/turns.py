@@ -93,12 +93,18 @@ class Turns:
                 for key in keys:
                     del self._turn_of[key]
 
-    async def read_ahead(self, wanted: Sequence[tuple[SheetSettings, Collection[str]]]) -> None:
+    async def read_ahead(
+        self, wanted: Sequence[tuple[SheetSettings, Collection[str]]]
+    ) -> dict[str, list[str]]:
         """Read the layouts of these worksheets now, in one request, for the next upsert's
         first request (see the module's docstring); a failure here is left to that upsert,
-        which then reads itself. ``wanted``: each worksheet with the URLs to be written."""
+        which then reads itself. ``wanted``: each worksheet with the URLs to be written.
+
+        Returns, by title, the owned headers the read re-created (a person had removed them):
+        their columns are owed a refill whether or not the layout is used after all.
+        """
         if not wanted:
-            return
+            return {}
         items = [
             (sheet, FlushStats(sheet=sheet.title, max_attempts=1), urls) for sheet, urls in wanted
         ]
@@ -120,6 +126,7 @@ class Turns:
                     self._ahead[key] = _ReadAhead(worksheet, layout, stats, turn, now)
         except SyncdError as exc:
             log.info("reading ahead failed (%s); the write reads itself", exc)
+        return {sheet.title: stats.recreated for sheet, stats, _ in items if stats.recreated}
 
     def take_ahead(
         self, sheet: SheetSettings, worksheet: Worksheet, progress: Progress, stats: FlushStats

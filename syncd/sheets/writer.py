@@ -238,7 +238,8 @@ class SheetsWriter:
 
     async def read_ahead(self, wanted: Sequence[tuple[SheetSettings, Collection[str]]]) -> None:
         """Read these worksheets' layouts now for the next upsert (see ``Turns.read_ahead``)."""
-        await self._turns.read_ahead(wanted)
+        for title, recreated in (await self._turns.read_ahead(wanted)).items():
+            self._refills_owed.setdefault(title.casefold(), set()).update(recreated)
 
     def close(self) -> None:
         """Stop the request thread without waiting for a request in flight."""
